@@ -1,0 +1,23 @@
+"""xvdeploy: fold, export, build and benchmark X-volution / X-volution(SA) / ACmix networks.
+
+``import xvdeploy`` needs only torch, click, safetensors and numpy; ONNX,
+onnxruntime, TensorRT and Triton are imported when first used.
+"""
+from __future__ import annotations
+
+from pathlib import Path as _Path
+
+__version__ = "0.1.0"
+
+# In a source checkout the sub-packages ``xvdeploy.models`` and
+# ``xvdeploy.plugins`` live in the top-level ``models/`` and ``plugins/``
+# folders (pyproject maps them when installing); make them importable when
+# running from the checkout too, e.g. ``python cli.py``.
+_root = _Path(__file__).resolve().parent.parent
+if (_root / "pyproject.toml").is_file() and (_root / "models" / "__init__.py").is_file():
+    __path__.append(str(_root))  # type: ignore[name-defined]  # noqa: F821
+
+from xvdeploy.errors import XVDeployError  # noqa: E402
+from xvdeploy.ops import pssa_transform, XVolution  # noqa: E402
+
+__all__ = ["XVDeployError", "pssa_transform", "XVolution", "__version__"]

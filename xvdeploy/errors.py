@@ -1,0 +1,36 @@
+"""The one exception type of the package.
+
+Every error a user can cause (bad file, bad option, unsupported shape) is an
+:class:`XVDeployError` whose message says what was wrong and what was
+expected. The CLI prints it on one line and exits with ``exit_code``.
+"""
+from __future__ import annotations
+
+
+class XVDeployError(Exception):
+    """A user-facing error: one line saying what was wrong and what was expected."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, exit_code: int | None = None) -> None:
+        super().__init__(message)
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+
+class MissingDependencyError(XVDeployError):
+    """An optional dependency is not installed; the message names the extra."""
+
+    def __init__(self, package: str, extra: str, purpose: str) -> None:
+        super().__init__(
+            f"{purpose} needs the '{package}' package, which is not installed; "
+            f"install it with: pip install 'xvdeploy[{extra}]'"
+        )
+        self.package = package
+        self.extra = extra
+
+
+class ParityError(XVDeployError):
+    """A numeric check failed (exit code 1: the input was fine, the result was not)."""
+
+    exit_code = 1

@@ -1,0 +1,5 @@
+"""The operators: PSSA, X-volution, X-volution(SA), ACmix (training and folded forms)."""
+from xvdeploy.ops.pssa import pssa_transform
+from xvdeploy.ops.xvolution import XVolution, XVolutionFolded
+
+__all__ = ["pssa_transform", "XVolution", "XVolutionFolded"]
