@@ -1,0 +1,137 @@
+"""The runner interface every backend implements (Polygraphy's runner idea).
+
+Public methods validate state and call the ``*_impl`` hooks; runners are
+context managers (``with runner: ...`` activates and releases).
+
+Lifecycle: ``activate()`` loads (session, engine, compiled model) →
+``infer(x)`` returns the output for parity checks → ``time(x, …)`` measures
+per-iteration latency with I/O already on the device → ``deactivate()``
+releases everything.
+"""
+from __future__ import annotations
+
+import abc
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from xvdeploy.errors import XVDeployError
+
+
+@dataclass
+class RunnerSpec:
+    """What a runner runs: backend, form, precision, device (one result row)."""
+
+    backend: str
+    form: str  # "train", "folded", "onnx", "onnx-plugin", "engine", …
+    precision: str = "fp32"
+    device: str = "cpu"
+    options: dict = field(default_factory=dict)
+
+
+class Runner(abc.ABC):
+    """Base runner. Subclasses implement ``activate_impl``, ``infer_impl``,
+    ``prepare_impl``, ``run_prepared_impl`` and ``deactivate_impl``.
+
+    ``infer(x)``: float32 NCHW numpy in, float32 numpy out (host copies included).
+    ``time(x, ...)``: input uploaded once by ``prepare_impl``; each timed
+    iteration calls ``run_prepared_impl`` and ``synchronize_impl`` (GPU
+    runners override ``timer`` to use CUDA events).
+    """
+
+    def __init__(self, spec: RunnerSpec) -> None:
+        self.spec = spec
+        self.is_active = False
+
+    # -- lifecycle ----------------------------------------------------------------
+    def activate(self) -> None:
+        if self.is_active:
+            return
+        self.activate_impl()
+        self.is_active = True
+
+    def deactivate(self) -> None:
+        if not self.is_active:
+            return
+        try:
+            self.deactivate_impl()
+        finally:
+            self.is_active = False
+
+    def __enter__(self) -> "Runner":
+        self.activate()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.deactivate()
+
+    # -- work ---------------------------------------------------------------------
+    def infer(self, x: np.ndarray) -> np.ndarray:
+        self._require_active()
+        if not isinstance(x, np.ndarray) or x.ndim != 4:
+            raise XVDeployError(f"{self.name}: expected an N×C×H×W numpy array, got {getattr(x, 'shape', type(x))}")
+        return np.asarray(self.infer_impl(np.ascontiguousarray(x, dtype=np.float32)), dtype=np.float32)
+
+    def time(self, x: np.ndarray, warmup: int = 10, iters: int = 50, warmup_s: float | None = None,
+             duration_s: float | None = None, progress=None) -> list[float]:
+        """Per-iteration latency in milliseconds (warm-up excluded)."""
+        self._require_active()
+        self.prepare_impl(np.ascontiguousarray(x, dtype=np.float32))
+        deadline = time.perf_counter() + warmup_s if warmup_s is not None else None
+        i = 0
+        while (deadline is not None and time.perf_counter() < deadline) or (deadline is None and i < warmup):
+            self.run_prepared_impl()
+            i += 1
+        self.synchronize_impl()
+        times: list[float] = []
+        stop = time.perf_counter() + duration_s if duration_s is not None else None
+        while (stop is not None and time.perf_counter() < stop) or (stop is None and len(times) < iters):
+            times.append(self.timer(self.run_prepared_impl))
+            if progress is not None:
+                progress()
+        return times
+
+    def timer(self, fn) -> float:
+        """Milliseconds one call of ``fn`` takes, synchronised (host clock)."""
+        start = time.perf_counter()
+        fn()
+        self.synchronize_impl()
+        return (time.perf_counter() - start) * 1e3
+
+    @property
+    def name(self) -> str:
+        s = self.spec
+        return f"{s.backend}/{s.form}/{s.precision}/{s.device}"
+
+    def _require_active(self) -> None:
+        if not self.is_active:
+            raise XVDeployError(f"{self.name}: runner is not active; call activate() or use it as a context manager")
+
+    # -- hooks ----------------------------------------------------------------------
+    @abc.abstractmethod
+    def activate_impl(self) -> None: ...
+
+    @abc.abstractmethod
+    def infer_impl(self, x: np.ndarray) -> np.ndarray: ...
+
+    @abc.abstractmethod
+    def prepare_impl(self, x: np.ndarray) -> None: ...
+
+    @abc.abstractmethod
+    def run_prepared_impl(self) -> None: ...
+
+    def synchronize_impl(self) -> None:
+        """Wait for queued device work (no-op on CPU)."""
+
+    @abc.abstractmethod
+    def deactivate_impl(self) -> None: ...
+
+
+class BackendUnavailable(XVDeployError):
+    """A backend cannot run here; ``reason`` is shown as the skip reason."""
+
+    def __init__(self, backend: str, reason: str) -> None:
+        super().__init__(f"backend '{backend}' is unavailable: {reason}")
+        self.backend = backend
+        self.reason = reason
