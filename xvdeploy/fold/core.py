@@ -123,6 +123,7 @@ def fold_with_records(model: nn.Module, inplace: bool = False) -> tuple[nn.Modul
         target.set_submodule(name, folded.eval())
         if bn_name:
             target.set_submodule(bn_name, nn.Identity())
+    target.xvdeploy_folded = True
     return target, records
 
 

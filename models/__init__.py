@@ -1,0 +1,2 @@
+"""The model zoo (installed as ``xvdeploy.models``); use it through :mod:`xvdeploy.zoo`."""
+from xvdeploy.models import digits, resnet  # noqa: F401  (register the architectures)

@@ -1,0 +1,1 @@
+from xvdeploy.cli.main import main

@@ -1,0 +1,6 @@
+import click
+
+
+@click.command("build")
+def build() -> None:
+    """Placeholder."""

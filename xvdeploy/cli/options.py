@@ -1,0 +1,53 @@
+"""Options and argument helpers shared by several commands (defined once)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from torch import nn
+
+from xvdeploy.errors import XVDeployError
+
+arch_option = click.option("--arch", metavar="NAME", default=None,
+                           help="Zoo architecture of a plain state dict (see 'xvdeploy zoo').")
+model_option = click.option("--model", "model_factory", metavar="PKG.MOD:FACTORY", default=None,
+                            help="Your own network: a factory function returning the nn.Module.")
+
+
+def parse_shape(text: str, what: str = "--input-shape") -> tuple[int, ...]:
+    """``"1x3x224x224"`` -> ``(1, 3, 224, 224)``."""
+    parts = text.lower().replace("×", "x").split("x")
+    try:
+        dims = tuple(int(p) for p in parts)
+    except ValueError:
+        raise XVDeployError(f"{what} {text!r} is not a shape; expected integers joined by 'x', e.g. 1x3x224x224") from None
+    if len(dims) != 4 or any(d < 1 for d in dims):
+        raise XVDeployError(f"{what} {text!r}: expected four positive sizes N×C×H×W, e.g. 1x3x224x224")
+    return dims
+
+
+def load_model_source(source: str, arch: str | None = None, model_factory: str | None = None) -> tuple[nn.Module, str | None]:
+    """A model from a checkpoint path or a zoo name; returns ``(model, arch name or None)``.
+
+    A zoo name gives a randomly initialised training-form model.
+    """
+    from xvdeploy import zoo
+    from xvdeploy.checkpoint import load_checkpoint
+
+    path = Path(source)
+    if path.exists() or any(sep in source for sep in ("/", "\\")) or path.suffix:
+        model = load_checkpoint(path, arch=arch, model=model_factory)
+        return model, getattr(model, "xvdeploy_arch", None)
+    if source in zoo.names():
+        return zoo.create(source).eval(), source
+    raise XVDeployError(f"{source!r} is neither an existing file nor a zoo model; "
+                        f"expected a checkpoint path or one of: {', '.join(zoo.names())}")
+
+
+def default_input_shape(model: nn.Module, arch: str | None, batch: int = 1) -> tuple[int, int, int, int] | None:
+    """``(batch, C, H, W)`` of the zoo architecture, if known."""
+    from xvdeploy import zoo
+
+    if arch and arch in zoo.names():
+        return (batch, *zoo.input_shape(arch))
+    return None

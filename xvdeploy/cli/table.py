@@ -1,0 +1,17 @@
+"""Plain-text and Markdown tables for command output."""
+from __future__ import annotations
+
+
+def format_table(headers: list[str], rows: list[list[object]]) -> str:
+    """Fixed-width text table with a header rule."""
+    cells = [[str(c) for c in row] for row in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
+    line = lambda row: "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip()  # noqa: E731
+    return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(r) for r in cells])
+
+
+def markdown_table(headers: list[str], rows: list[list[object]]) -> str:
+    """GitHub-flavoured Markdown table."""
+    out = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(out)

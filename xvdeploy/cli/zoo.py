@@ -1,0 +1,24 @@
+"""``xvdeploy zoo``: the model zoo with parameters and MACs at the default input."""
+from __future__ import annotations
+
+import click
+
+
+@click.command("zoo")
+@click.option("--no-macs", is_flag=True, help="Skip counting MACs (faster).")
+def zoo(no_macs: bool) -> None:
+    """List the zoo's architectures: input, parameters and MACs (training / folded form)."""
+    from xvdeploy import zoo as zoo_api
+    from xvdeploy.cli.table import format_table
+
+    rows = []
+    for name in zoo_api.names():
+        shape = "x".join(map(str, zoo_api.input_shape(name)))
+        if no_macs:
+            model = zoo_api.create(name)
+            rows.append([name, shape, f"{zoo_api.count_parameters(model) / 1e6:.2f}M", "", "", zoo_api.description(name)])
+            continue
+        s = zoo_api.summary(name)
+        rows.append([name, shape, f"{s.parameters / 1e6:.2f}M / {s.folded_parameters / 1e6:.2f}M",
+                     f"{s.macs / 1e9:.3f}G", f"{s.folded_macs / 1e9:.3f}G", s.description])
+    click.echo(format_table(["name", "input", "params (train / folded)", "MACs train", "MACs folded", "description"], rows))

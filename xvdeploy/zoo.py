@@ -1,0 +1,88 @@
+"""The model zoo: ``names()``, ``create(name, **kwargs)``, ``input_shape(name)``, ``summary(name)``.
+
+Models are defined in :mod:`xvdeploy.models` (the top-level ``models/``
+folder of the repository) and created in training form.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from xvdeploy.errors import XVDeployError
+
+
+def _registry():
+    import xvdeploy.models  # noqa: F401  (registers every model)
+    from xvdeploy.models import registry
+
+    return registry
+
+
+def names() -> list[str]:
+    """Registered architecture names."""
+    return _registry().names()
+
+
+def create(name: str, **kwargs) -> nn.Module:
+    """A new training-form model of architecture ``name`` (random weights, eval mode off)."""
+    entry = _registry().entry(name)
+    try:
+        model = entry.builder(**{**entry.kwargs, **kwargs})
+    except TypeError as exc:
+        raise XVDeployError(f"bad arguments for architecture {name!r}: {exc}") from None
+    model.xvdeploy_arch = name
+    model.xvdeploy_arch_kwargs = dict(kwargs)
+    return model
+
+
+def input_shape(name: str) -> tuple[int, int, int]:
+    """``(C, H, W)`` of the model's default input."""
+    return _registry().entry(name).input_shape
+
+
+def description(name: str) -> str:
+    return _registry().entry(name).description
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def count_macs(model: nn.Module, shape: tuple[int, ...]) -> int:
+    """Multiply-accumulates of convolutions and matrix products for one input of ``shape`` (N×C×H×W).
+
+    Counted with :class:`torch.utils.flop_counter.FlopCounterMode` (FLOPs / 2);
+    element-wise work (the PSSA products, BN, activations) is not counted.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    param = next(model.parameters(), None)
+    x = torch.zeros(shape, dtype=param.dtype if param is not None else torch.float32)
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model.eval()(x)
+    return counter.get_total_flops() // 2
+
+
+@dataclass
+class ZooSummary:
+    name: str
+    input_shape: tuple[int, int, int]
+    parameters: int
+    macs: int
+    folded_parameters: int
+    folded_macs: int
+    description: str
+
+
+def summary(name: str) -> ZooSummary:
+    """Parameters and MACs of ``name`` at its default input, in training and folded form."""
+    from xvdeploy.fold import fold
+
+    model = create(name).eval()
+    shape = (1, *input_shape(name))
+    folded = fold(model)
+    return ZooSummary(name, input_shape(name), count_parameters(model), count_macs(model, shape),
+                      count_parameters(folded), count_macs(folded, shape), description(name))
