@@ -1,0 +1,80 @@
+"""The Triton kernel of the fused PSSA step (DESIGN §2.1, §6); imported lazily.
+
+This module imports :mod:`triton` at the top, so nothing in the package imports
+it before a kernel is launched: ``import xvdeploy.plugins`` stays triton-free
+and ``TRITON_INTERPRET`` is read when this module is first imported.
+
+One program handles ``BLOCK`` consecutive pixels of one ``(n, c)`` plane
+(1-D grid of ``N·C·NBLK`` programs, ``NBLK = ⌈H·W / BLOCK⌉``; consecutive
+programs walk one plane, so the neighbour rows a shift reads are in L2). For
+each pixel ``p = (h, w)`` and each shift ``(dy, dx)`` it reads
+``X[(h - dy) mod H, (w - dx) mod W]`` (``torch.roll`` semantics), so
+
+* "sum":    ``T[p] = X[p] · Σ_s X[p - s]`` accumulated in fp32 (fp64 for fp64);
+* "concat": ``T[n, s·C + c, p] = X[p] · X[p - s]``.
+
+The argument order (input pointer, int32 scalars, output pointer, constexprs)
+is the one TensorRT's AOT plugins launch with (inputs, extra args, outputs).
+"""
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def pssa_kernel(
+    x_ptr,
+    C,
+    H,
+    W,
+    NBLK,
+    out_ptr,
+    SHIFTS: tl.constexpr,
+    NUM_SHIFTS: tl.constexpr,
+    CONCAT: tl.constexpr,
+    BLOCK: tl.constexpr,
+):
+    pid = tl.program_id(0)
+    plane = pid // NBLK
+    blk = pid - plane * NBLK
+    hw = H * W
+    offs = blk * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < hw
+    h = offs // W
+    w = offs - h * W
+    base = plane.to(tl.int64) * hw
+    xin = tl.load(x_ptr + base + offs, mask=mask, other=0.0)
+    if xin.dtype == tl.float64:
+        x = xin
+    else:
+        x = xin.to(tl.float32)
+    acc = tl.zeros([BLOCK], dtype=x.dtype)
+    for i in tl.static_range(NUM_SHIFTS):
+        dy = SHIFTS[2 * i]
+        dx = SHIFTS[2 * i + 1]
+        # Source row / column, wrapped into [0, H) / [0, W). The shift is
+        # reduced once per program (robust to C or Python `%` on negatives),
+        # then one compare-and-add per element replaces a per-element modulo.
+        if dy == 0:
+            hs = h
+        else:
+            sy = ((dy % H) + H) % H
+            hs = h - sy
+            hs = tl.where(hs < 0, hs + H, hs)
+        if dx == 0:
+            ws = w
+        else:
+            sx = ((dx % W) + W) % W
+            ws = w - sx
+            ws = tl.where(ws < 0, ws + W, ws)
+        v = tl.load(x_ptr + base + hs * W + ws, mask=mask, other=0.0).to(x.dtype)
+        if CONCAT:
+            n = plane // C
+            c = plane - n * C
+            obase = ((n * NUM_SHIFTS + i) * C + c).to(tl.int64) * hw
+            tl.store(out_ptr + obase + offs, (x * v).to(out_ptr.dtype.element_ty), mask=mask)
+        else:
+            acc += v
+    if not CONCAT:
+        tl.store(out_ptr + base + offs, (x * acc).to(out_ptr.dtype.element_ty), mask=mask)

@@ -1,0 +1,158 @@
+"""Launching the fused Triton PSSA kernel (DESIGN §2.1, §6).
+
+``pssa_triton(x, shifts)`` computes ``T = X ⊙ Σ_s roll_s(X)`` ("sum") or
+``concat_s(X ⊙ roll_s(X))`` ("concat", channel ``s·C + c`` like
+:func:`xvdeploy.ops.pssa.pssa_transform`) in one pass: every program reads its
+block of ``X`` and the shifted neighbours (L1/L2 hits) and writes ``T`` once.
+
+The shift list is compiled into the kernel (a ``tl.constexpr`` tuple, unrolled
+with ``tl.static_range``); one compilation per shift list, dtype and block.
+:mod:`triton` is imported on the first launch only. CUDA tensors run the
+compiled kernel; CPU tensors run it in Triton's interpreter when
+``TRITON_INTERPRET=1`` was set before that first launch (how CI tests it).
+"""
+from __future__ import annotations
+
+import operator
+import os
+from contextlib import nullcontext
+from typing import Sequence
+
+import torch
+
+from xvdeploy.errors import XVDeployError
+
+#: dtypes the kernel reads and writes (accumulation is fp32, fp64 for fp64).
+SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
+MODES = ("sum", "concat")
+#: the largest block of pixels one program handles (4 warps × 32 lanes × 8).
+MAX_BLOCK = 1024
+_MIN_BLOCK = 16
+
+
+def flat_shifts(shifts: Sequence[int] | Sequence[Sequence[int]]) -> tuple[int, ...]:
+    """A shift list as the flat tuple ``(dy0, dx0, dy1, dx1, …)`` the kernel compiles in.
+
+    Accepts the flat form or ``(dy, dx)`` pairs; rejects an empty or odd-length
+    list and non-integers with an :class:`XVDeployError`.
+    """
+    items = list(shifts)
+    if items and all(isinstance(s, (tuple, list)) for s in items):
+        pairs = items
+        if any(len(p) != 2 for p in pairs):
+            raise XVDeployError(f"each PSSA shift must be a pair (dy, dx), got {items!r}")
+        items = [v for p in pairs for v in p]
+    if not items:
+        raise XVDeployError("the PSSA shift list is empty; expected [dy0, dx0, dy1, dx1, ...]")
+    if len(items) % 2:
+        raise XVDeployError(
+            f"the PSSA shift list has odd length {len(items)}; expected pairs [dy0, dx0, dy1, dx1, ...]"
+        )
+    out = []
+    for v in items:
+        try:
+            if isinstance(v, bool):
+                raise TypeError
+            out.append(operator.index(v))
+        except TypeError:
+            raise XVDeployError(f"PSSA shifts must be integers, got {v!r} in {items!r}") from None
+    return tuple(out)
+
+
+def check_input(x: torch.Tensor, what: str = "PSSA") -> None:
+    """Reject what no PSSA implementation takes: not a tensor, not 4-D, not a float dtype we support."""
+    if not isinstance(x, torch.Tensor):
+        raise XVDeployError(f"{what} expects a torch.Tensor, got {type(x).__name__}")
+    if x.dim() != 4:
+        raise XVDeployError(f"{what} expects an N×C×H×W tensor, got shape {tuple(x.shape)}")
+    if x.dtype not in SUPPORTED_DTYPES:
+        names = ", ".join(str(d).replace("torch.", "") for d in SUPPORTED_DTYPES)
+        raise XVDeployError(f"{what} supports dtypes {names}; got {str(x.dtype).replace('torch.', '')}")
+
+
+def pick_block(hw: int, block: int | None = None) -> int:
+    """Pixels per program: the next power of two ≥ ``H·W`` (≥ 16), capped at :data:`MAX_BLOCK`."""
+    if block is not None:
+        if block < 1 or block & (block - 1):
+            raise XVDeployError(f"the PSSA block size must be a power of two, got {block}")
+        return block
+    b = _MIN_BLOCK
+    while b < hw and b < MAX_BLOCK:
+        b *= 2
+    return b
+
+
+def num_warps_for(block: int) -> int:
+    """Warps per program: one per 256 pixels, 1…4 (8 fp32 pixels per lane at 1024)."""
+    return max(1, min(4, block // 256))
+
+
+def interpreting() -> bool:
+    """Whether Triton kernels run in the CPU interpreter (``TRITON_INTERPRET=1``)."""
+    return os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on", "yes")
+
+
+def load_kernel():
+    """The ``@triton.jit`` kernel (imports :mod:`triton` on first call)."""
+    from xvdeploy._lazy import require
+
+    require("triton", "The Triton PSSA kernel")
+    from xvdeploy.plugins._pssa_kernel import pssa_kernel
+
+    return pssa_kernel
+
+
+def pssa_triton(
+    x: torch.Tensor,
+    shifts: Sequence[int] | Sequence[Sequence[int]],
+    mode: str = "sum",
+    *,
+    block: int | None = None,
+    out: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Fused PSSA with the Triton kernel: ``X ⊙ Σ_s roll_s(X)`` or ``concat_s(X ⊙ roll_s X)``.
+
+    ``x`` is ``N×C×H×W`` float32/float16/bfloat16/float64 on CUDA (or on CPU
+    under ``TRITON_INTERPRET=1``); non-contiguous input (e.g. channels-last) is
+    made contiguous. ``shifts`` is flat ``[dy0, dx0, …]`` or pairs; any integer
+    values, wrapped modulo ``H``/``W`` like :func:`torch.roll`. ``block``
+    overrides the pixels per program (a power of two; tests use it to force
+    tails). ``out`` (contiguous, right shape and dtype) receives the result.
+    """
+    if mode not in MODES:
+        raise XVDeployError(f"unknown PSSA mode {mode!r}; expected one of {', '.join(MODES)}")
+    check_input(x)
+    flat = flat_shifts(shifts)
+    if x.device.type == "cpu" and not interpreting():
+        raise XVDeployError(
+            "the Triton PSSA kernel runs on CUDA tensors; for CPU tensors set TRITON_INTERPRET=1 "
+            "before the first launch (Triton's interpreter), or use torch.ops.xvdeploy.pssa"
+        )
+    x = x.contiguous()
+    n, c, h, w = x.shape
+    s = len(flat) // 2
+    shape = (n, c * s, h, w) if mode == "concat" else (n, c, h, w)
+    if out is None:
+        out = torch.empty(shape, dtype=x.dtype, device=x.device)
+    elif tuple(out.shape) != shape or out.dtype != x.dtype or not out.is_contiguous():
+        raise XVDeployError(
+            f"PSSA out= must be a contiguous {str(x.dtype).replace('torch.', '')} tensor of shape {shape}, "
+            f"got {tuple(out.shape)} {out.dtype}"
+        )
+    if out.numel() == 0:
+        return out
+    hw = h * w
+    if hw >= 2**31:
+        raise XVDeployError(f"the PSSA kernel needs H·W < 2^31, got {h}×{w}")
+    blk = pick_block(hw, block)
+    nblk = -(-hw // blk)
+    kernel = load_kernel()
+    grid = (n * c * nblk,)
+    with torch.cuda.device(x.device) if x.is_cuda else nullcontext():
+        kernel[grid](
+            x, c, h, w, nblk, out,
+            SHIFTS=flat, NUM_SHIFTS=s, CONCAT=(mode == "concat"), BLOCK=blk,
+            num_warps=num_warps_for(blk),
+        )
+    return out
+
