@@ -16,7 +16,7 @@ def check_output_path(output: str | os.PathLike, *inputs: str | os.PathLike | No
     folder = out.parent if str(out.parent) else Path(".")
     if not folder.is_dir():
         raise XVDeployError(f"output directory {str(folder)!r} does not exist; create it or choose another output path")
-    if not os.access(folder, os.W_OK):
+    if not _can_create_in(folder):
         raise XVDeployError(f"output directory {str(folder)!r} is not writable; choose another output path")
     if out.is_dir():
         raise XVDeployError(f"output path {str(out)!r} is a directory; expected a file path")
@@ -29,6 +29,19 @@ def check_output_path(output: str | os.PathLike, *inputs: str | os.PathLike | No
         if out.resolve() == inp_path.resolve():
             raise XVDeployError(f"output {str(out)!r} is the input file; choose a different output path")
     return out
+
+
+def _can_create_in(folder: Path) -> bool:
+    """Whether a file can really be created in ``folder`` (permission bits do not bind root; mounts do)."""
+    if not os.access(folder, os.W_OK):
+        return False
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".xvdeploy-probe-", dir=folder)
+    except OSError:
+        return False
+    os.close(fd)
+    os.unlink(probe)
+    return True
 
 
 @contextlib.contextmanager

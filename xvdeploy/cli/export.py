@@ -1,10 +1,73 @@
-"""``xvdeploy export``."""
+"""``xvdeploy export``: standard-op ONNX with a parity gate, op census and TensorRT check."""
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import click
 
+from xvdeploy.cli.options import arch_option, default_input_shape, load_model_source, model_option, parse_shape
+
 
 @click.command("export")
-def export() -> None:
-    """Not implemented yet."""
-    raise click.UsageError("not implemented yet")
+@click.argument("source", metavar="IN")
+@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), required=True,
+              help="ONNX file to write.")
+@click.option("--input-shape", default=None, metavar="NxCxHxW",
+              help="Example input shape [default: the zoo model's input at batch 1].")
+@click.option("--dynamic", "dynamic", default="batch,height,width", metavar="AXES",
+              help="Dynamic axes, a subset of batch,height,width.")
+@click.option("--static", is_flag=True, help="Export with a fixed input shape (overrides --dynamic).")
+@click.option("--opset", type=click.IntRange(1, 99), default=19, help="ONNX opset (≥ 19: Pad mode=wrap).")
+@click.option("--no-fold", is_flag=True, help="Export the training form as it is (no fold).")
+@click.option("--pssa-plugin", is_flag=True, help="Emit each PSSA step as one custom PSSA node (TensorRT plugin).")
+@click.option("--simplify", is_flag=True, help="Run onnxscript's optimizer over the exported graph.")
+@click.option("--check/--no-check", default=True, help="onnxruntime parity against PyTorch at two shapes.")
+@click.option("--compare/--no-compare", default=True,
+              help="Census diff against the same network with plain convolutions.")
+@click.option("--force", is_flag=True, help="Write the file even if the parity check fails.")
+@click.option("--report", "report_path", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Write the export report as JSON.")
+@arch_option
+@model_option
+def export(source: str, output: Path, input_shape: str | None, dynamic: str, static: bool, opset: int, no_fold: bool,
+           pssa_plugin: bool, simplify: bool, check: bool, compare: bool, force: bool, report_path: Path | None,
+           arch: str | None, model_factory: str | None) -> None:
+    """Export IN (a checkpoint, training or folded form, or a zoo name) to ONNX.
+
+    A training form is folded first unless --no-fold. The graph uses only
+    default-domain ONNX operators (unless --pssa-plugin), is checked with
+    onnx.checker and compared with PyTorch in onnxruntime before it is
+    written; the op census and a static TensorRT compatibility check are
+    printed.
+    """
+    from xvdeploy.checkpoint import model_form
+    from xvdeploy.errors import XVDeployError
+    from xvdeploy.export import export_onnx
+    from xvdeploy.fileio import check_output_path, write_text_atomic
+    from xvdeploy.fold import fold
+
+    source_path = Path(source) if Path(source).exists() else None
+    check_output_path(output, source_path)
+    if report_path is not None:
+        check_output_path(report_path, source_path, output)
+    model, arch_name = load_model_source(source, arch, model_factory)
+    shape = parse_shape(input_shape) if input_shape else default_input_shape(model, arch_name)
+    if shape is None:
+        raise XVDeployError("this model has no default input shape; give --input-shape NxCxHxW")
+    if not no_fold and model_form(model) == "train":
+        model = fold(model)
+    if source_path is None:
+        click.echo(f"note: {source} is a zoo architecture with random weights", err=True)
+    report = export_onnx(model, output, shape, dynamic=False if static else dynamic, opset=opset, check=check,
+                         pssa_plugin=pssa_plugin, compare_plain=compare, simplify=simplify, force=force,
+                         metadata={"xvdeploy.arch": arch_name or "", "xvdeploy.form": model_form(model)},
+                         inputs_to_protect=(source_path,))
+    for line in report.format_lines():
+        click.echo(line)
+    if report.forced:
+        click.secho("WARNING: parity check FAILED and --force was given: the file was written anyway", fg="red",
+                    err=True, bold=True)
+    if report_path is not None:
+        write_text_atomic(report_path, json.dumps(report.to_dict(), indent=2) + "\n")
+    click.echo(f"wrote {output}")

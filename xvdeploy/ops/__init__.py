@@ -1,6 +1,7 @@
 """The operators: PSSA, X-volution, X-volution(SA), ACmix (training and folded forms)."""
+from xvdeploy.ops.acmix import ACmix, ACmixFolded
 from xvdeploy.ops.pssa import pssa_transform
 from xvdeploy.ops.xvolution import XVolution, XVolutionFolded
 from xvdeploy.ops.xvolution_sa import XVolutionSA, XVolutionSAFolded
 
-__all__ = ["pssa_transform", "XVolution", "XVolutionFolded", "XVolutionSA", "XVolutionSAFolded"]
+__all__ = ["ACmix", "ACmixFolded", "pssa_transform", "XVolution", "XVolutionFolded", "XVolutionSA", "XVolutionSAFolded"]

@@ -131,7 +131,7 @@ def pssa_depthwise(x: torch.Tensor, kernel: ShiftKernel, weight: torch.Tensor, m
     result equals :func:`pssa_transform` for every size.
     """
     n, c, h, w = x.shape
-    if not kernel.fits(h, w) and not _exporting():
+    if not _exporting() and not kernel.fits(h, w):
         ref = pssa_transform(x, shifts=kernel.shifts, mode=mode)
         if mode == "concat":
             ref = ref.view(n, len(kernel.shifts), c, h, w).transpose(1, 2).reshape(n, -1, h, w)

@@ -1,0 +1,100 @@
+"""Op census of an ONNX graph and its difference against a plain-convolution twin.
+
+The census is the plug-and-play proof (DESIGN §1.2): an X-volution network's
+graph differs from the same network with plain convolutions only by standard
+ops (Pad, Mul, Concat).
+"""
+from __future__ import annotations
+
+import copy
+from collections import Counter
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from xvdeploy.ops.base import FoldedOp
+
+DEFAULT_DOMAINS = ("", "ai.onnx")
+
+
+@dataclass(frozen=True)
+class OpCount:
+    op_type: str
+    domain: str
+    count: int
+
+    def to_dict(self) -> dict:
+        return {"op_type": self.op_type, "domain": self.domain or "ai.onnx", "count": self.count}
+
+
+def iter_nodes(graph):
+    """Every node of ``graph`` and of its subgraphs (If/Loop/Scan bodies)."""
+    import onnx
+
+    for node in graph.node:
+        yield node
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.GRAPH:
+                yield from iter_nodes(attr.g)
+            elif attr.type == onnx.AttributeProto.GRAPHS:
+                for g in attr.graphs:
+                    yield from iter_nodes(g)
+
+
+def census(model) -> list[OpCount]:
+    """``(op_type, domain, count)`` for every node, local functions included, most frequent first."""
+    counts: Counter = Counter()
+    for node in iter_nodes(model.graph):
+        counts[(node.op_type, node.domain)] += 1
+    for fn in model.functions:
+        for node in iter_nodes(fn):
+            counts[(node.op_type, node.domain)] += 1
+    return [OpCount(op, dom, n) for (op, dom), n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
+
+
+def non_standard(counts: list[OpCount]) -> list[OpCount]:
+    """Ops outside the default ONNX domain."""
+    return [c for c in counts if c.domain not in DEFAULT_DOMAINS]
+
+
+def census_diff(counts: list[OpCount], plain: list[OpCount]) -> dict[str, list[str]]:
+    """Op types only in ``counts`` ("extra") and only in ``plain`` ("missing")."""
+    ours = {c.op_type for c in counts}
+    theirs = {c.op_type for c in plain}
+    return {"extra": sorted(ours - theirs), "missing": sorted(theirs - ours)}
+
+
+def _is_operator(module: nn.Module) -> bool:
+    return isinstance(module, FoldedOp) or callable(getattr(module, "fold", None))
+
+
+@torch.no_grad()
+def plain_counterpart(model: nn.Module, example: torch.Tensor) -> nn.Module:
+    """``model`` with every operator (X-volution, X-volution(SA), ACmix, any form) replaced by a 3×3 conv.
+
+    Channels and stride of each replacement are read from the operator's input
+    and output on ``example``, so this works for any network.
+    """
+    shapes: dict[str, tuple] = {}
+    handles = []
+    for name, module in model.named_modules():
+        if name and _is_operator(module) and not any(name.startswith(p + ".") for p in shapes):
+            shapes[name] = ()
+            handles.append(module.register_forward_hook(
+                lambda m, args, out, name=name: shapes.__setitem__(name, (args[0].shape, out.shape))))
+    try:
+        model.eval()(example)
+    finally:
+        for h in handles:
+            h.remove()
+    twin = copy.deepcopy(model)
+    like = next(model.parameters())
+    for name, io in shapes.items():
+        if not io:
+            continue
+        (_, cin, h, _), (_, cout, oh, _) = io
+        stride = max(1, round(h / oh))
+        conv = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=True).to(like.device, like.dtype)
+        twin.set_submodule(name, conv)
+    return twin.eval()

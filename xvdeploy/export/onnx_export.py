@@ -1,0 +1,346 @@
+"""ONNX export with standard ops, dynamic batch/height/width, and a built-in parity gate.
+
+``export_onnx`` runs ``torch.onnx.export(dynamo=True)``, then checks what it
+wrote before renaming it into place: ``onnx.checker`` (full check),
+onnxruntime parity against PyTorch at two shapes inside the dynamic ranges,
+the op census (and its difference against the same network with plain
+convolutions) and a static TensorRT compatibility check.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import tempfile
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from xvdeploy._lazy import require
+from xvdeploy.errors import ParityError, XVDeployError
+from xvdeploy.export.census import OpCount, census, census_diff, non_standard, plain_counterpart
+from xvdeploy.fileio import atomic_path, check_output_path
+from xvdeploy.ops.xvolution import XVolutionFolded
+
+MIN_OPSET = 19  # Pad mode="wrap"
+MAX_OPSET = 23
+IR_VERSION = 10  # onnxruntime rejects newer IR versions than it knows
+AXIS_NAMES = {0: "batch", 2: "height", 3: "width"}
+INPUT_NAME, OUTPUT_NAME = "input", "output"
+PARITY_TOLERANCE = 1e-5
+
+
+@dataclass
+class ParityResult:
+    shape: tuple[int, ...]
+    rel_l2: float
+    max_abs: float
+    ok: bool
+
+
+@dataclass
+class ExportReport:
+    path: str
+    input_shape: tuple[int, ...]
+    dynamic_axes: list[str]
+    opset: int
+    pssa_plugin: bool
+    nodes: int
+    census: list[OpCount]
+    plain_census: list[OpCount] | None = None
+    extra_ops: list[str] | None = None
+    missing_ops: list[str] | None = None
+    parity: list[ParityResult] = field(default_factory=list)
+    trt: dict | None = None
+    trt_lines: list[str] = field(default_factory=list)
+    written: bool = False
+    forced: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def standard_only(self) -> bool:
+        return not non_standard(self.census)
+
+    @property
+    def parity_ok(self) -> bool:
+        return all(p.ok for p in self.parity)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["census"] = [c.to_dict() for c in self.census]
+        d["plain_census"] = [c.to_dict() for c in self.plain_census] if self.plain_census is not None else None
+        d["standard_only"] = self.standard_only
+        d["parity_ok"] = self.parity_ok
+        d.pop("trt_lines")
+        return d
+
+    def format_lines(self) -> list[str]:
+        from xvdeploy.cli.table import format_table
+
+        dyn = ", ".join(self.dynamic_axes) or "none (static)"
+        lines = [f"ONNX opset {self.opset}, {self.nodes} nodes, input {INPUT_NAME} "
+                 f"{'x'.join(map(str, self.input_shape))}, dynamic axes: {dyn}"]
+        plain = {c.op_type: c.count for c in self.plain_census or []}
+        rows = [[c.op_type, c.domain or "ai.onnx", c.count] + ([plain.get(c.op_type, 0)] if self.plain_census else [])
+                for c in self.census]
+        headers = ["op", "domain", "count"] + (["plain-conv twin"] if self.plain_census else [])
+        lines += format_table(headers, rows).splitlines()
+        domains = "standard ONNX only (ai.onnx)" if self.standard_only else \
+            "custom ops: " + ", ".join(f"{c.domain}::{c.op_type}" for c in non_standard(self.census))
+        lines.append(f"operator domains: {domains}")
+        if self.extra_ops is not None:
+            lines.append(f"vs the same network with plain convolutions: extra op types "
+                         f"{{{', '.join(self.extra_ops)}}}, missing {{{', '.join(self.missing_ops or [])}}}")
+        lines += self.trt_lines
+        for p in self.parity:
+            lines.append(f"onnxruntime parity at {'x'.join(map(str, p.shape))}: rel-L2 {p.rel_l2:.2e}, "
+                         f"max|Δ| {p.max_abs:.2e} ({'ok' if p.ok else 'FAIL'}, limit {PARITY_TOLERANCE:g})")
+        lines += self.notes
+        return lines
+
+
+def check_input_shape(model: nn.Module, shape: tuple[int, ...]) -> None:
+    """Run ``model`` once at ``shape``; raise a clear error if the network cannot take it."""
+    if len(shape) != 4:
+        raise XVDeployError(f"input shape {shape} must be N×C×H×W")
+    small: list[str] = []
+    handles = []
+    for name, module in model.named_modules():
+        if isinstance(module, XVolutionFolded):
+            def hook(m, args, name=name):
+                h, w = args[0].shape[-2:]
+                if not m.shift_kernel.fits(h, w):
+                    small.append(f"{name} sees {h}×{w} but its shifts need at least "
+                                 f"{m.shift_kernel.pad_h}×{m.shift_kernel.pad_w} for wrap padding")
+            handles.append(module.register_forward_pre_hook(hook))
+    try:
+        with torch.no_grad():
+            model(torch.zeros(shape, dtype=_dtype(model)))
+    except XVDeployError:
+        raise
+    except RuntimeError as exc:
+        raise XVDeployError(f"the network cannot take input shape {'x'.join(map(str, shape))}: "
+                            f"{str(exc).strip().splitlines()[0]}") from None
+    finally:
+        for h in handles:
+            h.remove()
+    if small:
+        raise XVDeployError(f"input {'x'.join(map(str, shape))} is smaller than the shift distance: {small[0]}; "
+                            "use a larger --input-shape")
+
+
+def _dtype(model: nn.Module) -> torch.dtype:
+    p = next(model.parameters(), None)
+    return p.dtype if p is not None else torch.float32
+
+
+def uses_wrap_padding(model: nn.Module) -> bool:
+    return any(isinstance(m, XVolutionFolded) for m in model.modules())
+
+
+def second_shape(shape: tuple[int, ...], dynamic: dict[int, str]) -> tuple[int, ...]:
+    """Another shape inside the dynamic ranges: batch + 1, H and W grown (by 32 if ≥ 64, else by 1)."""
+    out = list(shape)
+    if 0 in dynamic:
+        out[0] += 1
+    for axis in (2, 3):
+        if axis in dynamic:
+            out[axis] += 32 if shape[axis] >= 64 else 1
+    return tuple(out)
+
+
+def resolve_dynamic(dynamic: bool | str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """``True`` -> all of batch/height/width, ``False`` -> none, else the named axes (validated)."""
+    if dynamic is True:
+        return tuple(AXIS_NAMES.values())
+    if dynamic is False or dynamic is None:
+        return ()
+    names = [a.strip() for a in (dynamic.split(",") if isinstance(dynamic, str) else dynamic) if a.strip()]
+    bad = [a for a in names if a not in AXIS_NAMES.values()]
+    if bad:
+        raise XVDeployError(f"unknown dynamic axis {bad[0]!r}; expected a subset of batch,height,width")
+    return tuple(a for a in AXIS_NAMES.values() if a in names)
+
+
+def _torch_export(model: nn.Module, x: torch.Tensor, path: Path, opset: int, dynamic: tuple[str, ...],
+                  translation_table: dict | None) -> None:
+    auto = torch.export.Dim.AUTO
+    axes = {i: auto for i, name in AXIS_NAMES.items() if name in dynamic}
+    dynamic_shapes = (axes,) if axes else None
+    sink = io.StringIO()
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)  # e.g. "torchvision is not installed. Skipping torchvision::nms"
+    with warnings.catch_warnings(), contextlib.redirect_stdout(sink), _restore_level(logger, level):
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (x,), str(path), dynamo=True, opset_version=opset, dynamic_shapes=dynamic_shapes,
+                          input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], external_data=False,
+                          custom_translation_table=translation_table, verbose=False)
+
+
+def _finalise(proto, metadata: dict[str, str]) -> list[str]:
+    """Name dynamic dims batch/height/width, pin the IR version, inline functions, add metadata."""
+    onnx = require("onnx", "ONNX export")
+    dims = proto.graph.input[0].type.tensor_type.shape.dim
+    renames = {d.dim_param: AXIS_NAMES.get(i, f"dim{i}") for i, d in enumerate(dims) if d.dim_param}
+    for value in list(proto.graph.input) + list(proto.graph.output) + list(proto.graph.value_info):
+        for d in value.type.tensor_type.shape.dim:
+            if d.dim_param in renames:
+                d.dim_param = renames[d.dim_param]
+    proto.ir_version = min(proto.ir_version, IR_VERSION)
+    if proto.functions:
+        proto_inlined = onnx.inliner.inline_local_functions(proto)
+        proto.CopyFrom(proto_inlined)
+    existing = {p.key for p in proto.metadata_props}
+    for key, value in metadata.items():
+        if key not in existing:
+            proto.metadata_props.add(key=key, value=str(value))
+    return [AXIS_NAMES[i] for i, d in enumerate(dims) if d.dim_param and i in AXIS_NAMES]
+
+
+def ort_session(path_or_bytes, providers: list[str] | None = None):
+    ort = require("onnxruntime", "The onnxruntime backend")
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    return ort.InferenceSession(path_or_bytes if isinstance(path_or_bytes, bytes) else str(path_or_bytes),
+                                opts, providers=providers or ["CPUExecutionProvider"])
+
+
+def parity_check(model: nn.Module, session, shapes: list[tuple[int, ...]], seed: int = 0) -> list[ParityResult]:
+    """onnxruntime vs PyTorch (float32) at each shape."""
+    from xvdeploy.fold.check import rel_l2
+
+    results = []
+    for i, shape in enumerate(shapes):
+        x = np.random.default_rng(seed + i).standard_normal(shape, dtype=np.float32)
+        with torch.no_grad():
+            ref = model(torch.from_numpy(x).to(_dtype(model))).float()
+        y = torch.from_numpy(session.run(None, {session.get_inputs()[0].name: x})[0])
+        if y.shape != ref.shape:
+            results.append(ParityResult(shape, float("inf"), float("inf"), False))
+            continue
+        err = rel_l2(y, ref)
+        results.append(ParityResult(shape, err, float((y - ref).abs().max()), err <= PARITY_TOLERANCE))
+    return results
+
+
+def export_onnx(model: nn.Module, path: str | os.PathLike, input_shape: tuple[int, ...],
+                dynamic: bool | str | list[str] = True,
+                opset: int = MIN_OPSET, check: bool = True, pssa_plugin: bool = False, compare_plain: bool = True,
+                simplify: bool = False, force: bool = False, metadata: dict[str, str] | None = None,
+                inputs_to_protect: tuple = ()) -> ExportReport:
+    """Export ``model`` (as given: fold it first for the inference form) to ``path``.
+
+    Nothing is written unless every check passes (``force=True`` writes anyway
+    and says so in the report). Raises :class:`ParityError` (exit code 1) on a
+    parity failure and :class:`XVDeployError` for bad input.
+    """
+    onnx = require("onnx", "ONNX export")
+    require("onnxscript", "ONNX export")
+    path = check_output_path(path, *inputs_to_protect)
+    input_shape = tuple(int(d) for d in input_shape)
+    model = model.eval()
+    if not isinstance(opset, int) or opset > MAX_OPSET:
+        raise XVDeployError(f"--opset {opset} is not supported; expected {MIN_OPSET}..{MAX_OPSET}")
+    if opset < MIN_OPSET and uses_wrap_padding(model):
+        raise XVDeployError(f"--opset {opset} is too old: the PSSA step uses Pad mode=wrap, which needs opset ≥ {MIN_OPSET}")
+    check_input_shape(model, input_shape)
+    translation_table = None
+    export_model = model
+    if pssa_plugin:
+        from xvdeploy.plugins.onnx_node import plugin_model, translation_table as plugin_table
+
+        export_model, translation_table = plugin_model(model), plugin_table()
+    x = torch.zeros(input_shape, dtype=_dtype(model))
+    dynamic = resolve_dynamic(dynamic)
+    notes: list[str] = []
+    with atomic_path(path) as tmp:
+        try:
+            _torch_export(export_model, x, tmp, opset, dynamic, translation_table)
+        except Exception as exc:
+            if not dynamic:
+                raise XVDeployError(f"torch.onnx.export failed: {_summary(exc)}", exit_code=1) from None
+            notes.append(f"dynamic shapes failed ({_summary(exc)}); exported with a static shape")
+            dynamic = ()
+            try:
+                _torch_export(export_model, x, tmp, opset, dynamic, translation_table)
+            except Exception as exc2:
+                raise XVDeployError(f"torch.onnx.export failed: {_summary(exc2)}", exit_code=1) from None
+        proto = onnx.load(str(tmp))
+        meta = {"xvdeploy.input_shape": "x".join(map(str, input_shape)), **(metadata or {})}
+        dynamic_axes = _finalise(proto, meta)
+        if simplify:
+            proto = _simplify(proto)
+        onnx.save(proto, str(tmp))
+        try:
+            onnx.checker.check_model(str(tmp), full_check=True)
+        except Exception as exc:
+            raise XVDeployError(f"exported graph fails onnx.checker: {_summary(exc)}", exit_code=1) from None
+        counts = census(proto)
+        report = ExportReport(str(path), input_shape, dynamic_axes, opset, pssa_plugin, len(proto.graph.node), counts,
+                              notes=notes)
+        if compare_plain:
+            report.plain_census = _plain_census(model, x, opset)
+            diff = census_diff(counts, report.plain_census)
+            report.extra_ops, report.missing_ops = diff["extra"], diff["missing"]
+        from xvdeploy.export.trt_compat import check_trt_compat
+
+        trt = check_trt_compat(proto)
+        report.trt, report.trt_lines = trt.to_dict(), trt.format_lines()
+        if check:
+            index = {v: k for k, v in AXIS_NAMES.items()}
+            dyn = {index[a]: a for a in dynamic_axes}
+            session = _session_for(tmp, pssa_plugin)
+            report.parity = parity_check(model, session, [input_shape, second_shape(input_shape, dyn)])
+            if not report.parity_ok and not force:
+                raise ParityError("onnxruntime output differs from PyTorch: " + "; ".join(
+                    f"{'x'.join(map(str, p.shape))} rel-L2 {p.rel_l2:.2e}" for p in report.parity if not p.ok)
+                    + f" (limit {PARITY_TOLERANCE:g}); nothing written (use --force to write anyway)")
+            report.forced = not report.parity_ok
+    report.written = True
+    return report
+
+
+def _session_for(path: Path, pssa_plugin: bool):
+    if pssa_plugin:
+        from xvdeploy.plugins.onnx_node import make_session
+
+        return make_session(str(path))
+    return ort_session(path)
+
+
+def _plain_census(model: nn.Module, x: torch.Tensor, opset: int) -> list[OpCount]:
+    onnx = require("onnx", "ONNX export")
+    twin = plain_counterpart(model, x)
+    with tempfile.TemporaryDirectory(prefix="xvdeploy-") as tmp:
+        twin_path = Path(tmp) / "plain.onnx"
+        _torch_export(twin, x, twin_path, opset, (), None)
+        return census(onnx.load(str(twin_path)))
+
+
+def _simplify(proto):
+    optimizer = require("onnxscript.optimizer", "ONNX simplification")
+    return optimizer.optimize(proto)
+
+
+@contextlib.contextmanager
+def _restore_level(logger: logging.Logger, level: int):
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _summary(exc: BaseException) -> str:
+    text = str(exc).strip()
+    for line in text.splitlines():
+        if "Exception summary" in line:
+            continue
+        if line.startswith("<class"):
+            return line.split(">:", 1)[-1].strip()
+    return text.splitlines()[0] if text else type(exc).__name__

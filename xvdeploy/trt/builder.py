@@ -1,0 +1,339 @@
+"""Build a TensorRT engine from an ONNX file (what ``xvdeploy build`` runs).
+
+Follows NVIDIA's TensorRT 10/11 Python API (samples/python, Polygraphy's
+``backend/trt/loader.py``): ``Builder(logger)`` → ``create_network(0)`` (explicit
+batch is the only mode since 10.0; 11 networks are always strongly typed) →
+``OnnxParser.parse_from_file`` → ``IBuilderConfig`` (``set_memory_pool_limit``
+with ``MemoryPoolType.WORKSPACE``, ``builder_optimization_level``, optimization
+profiles, a timing cache) → ``build_serialized_network``.
+
+Precision: ``fp32`` clears ``BuilderFlag.TF32`` (on by default), ``tf32`` sets
+it. ``fp16`` sets ``BuilderFlag.FP16`` on TensorRT 10; TensorRT 11 removed that
+flag, so there the graph itself is converted to float16 (:mod:`xvdeploy.trt.fp16`).
+
+Everything the user can get wrong is checked before TensorRT is imported, so
+input errors come first and the build is never started for a bad request.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Callable, Sequence
+
+from xvdeploy import __version__
+from xvdeploy._lazy import available, require
+from xvdeploy.errors import XVDeployError
+from xvdeploy.trt import require_tensorrt, strongly_typed_only
+from xvdeploy.trt.runtime import current_platform, last_errors, make_logger, register_pssa_plugin
+from xvdeploy.trt.shapes import DeclaredShape, Profile, check_profiles, format_shape, profiles_as_json
+from xvdeploy.trt.sidecar import EngineRecord, file_sha256, sidecar_path, write_sidecar
+
+PRECISIONS = ("fp32", "tf32", "fp16")
+OPT_LEVELS = range(0, 6)  # TensorRT's builder optimization levels; 3 is its default
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class BuildSettings:
+    """What determines the engine besides the ONNX file and the platform (also the cache key)."""
+
+    precision: str = "fp32"
+    profiles: tuple = field(default_factory=tuple)  # tuple[Profile, ...]
+    workspace_mib: int | None = None
+    builder_optimization_level: int | None = None
+    pssa_plugin: bool = False
+
+    def as_dict(self) -> dict:
+        return {
+            "precision": self.precision,
+            "profiles": profiles_as_json(self.profiles),
+            "workspace_mib": self.workspace_mib,
+            "builder_optimization_level": self.builder_optimization_level,
+            "pssa_plugin": self.pssa_plugin,
+        }
+
+    def validate(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise XVDeployError(f"unknown precision {self.precision!r}; expected one of {', '.join(PRECISIONS)}")
+        if self.workspace_mib is not None and self.workspace_mib < 1:
+            raise XVDeployError(f"--workspace must be at least 1 MiB, got {self.workspace_mib}")
+        level = self.builder_optimization_level
+        if level is not None and level not in OPT_LEVELS:
+            raise XVDeployError(f"--builder-optimization-level must be 0 to 5, got {level}")
+
+
+class OnnxParseError(XVDeployError):
+    """TensorRT's ONNX parser rejected the model; ``errors`` holds one line per parser error."""
+
+    def __init__(self, onnx_path: Path, errors: list[str]) -> None:
+        shown = errors[0] if errors else "no error was reported"
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        super().__init__(f"TensorRT could not parse {onnx_path}: {shown}{more}")
+        self.errors = errors
+
+
+# -- checks that need no TensorRT ---------------------------------------------------------------------
+def read_onnx_inputs(onnx_path: Path) -> dict[str, DeclaredShape]:
+    """Graph inputs (initializers excluded) and their dimensions, ``-1`` where dynamic."""
+    onnx = require("onnx", "Reading the model's inputs")
+    try:
+        model = onnx.load(str(onnx_path), load_external_data=False)
+    except Exception as exc:  # protobuf raises DecodeError and friends
+        raise XVDeployError(f"{onnx_path} is not an ONNX model ({type(exc).__name__}); "
+                            "expected a .onnx file such as 'xvdeploy export' writes") from exc
+    if not model.opset_import or not model.graph.node:
+        raise XVDeployError(f"{onnx_path} is not an ONNX model (no opset or no nodes); "
+                            "expected a .onnx file such as 'xvdeploy export' writes")
+    initializers = {init.name for init in model.graph.initializer}
+    inputs: dict[str, DeclaredShape] = {}
+    for vi in model.graph.input:
+        if vi.name in initializers or not vi.type.HasField("tensor_type"):
+            continue
+        dims = vi.type.tensor_type.shape.dim
+        inputs[vi.name] = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in dims)
+    return inputs
+
+
+def check_build_request(onnx_path: Path, plan_path: Path, settings: BuildSettings,
+                        timing_cache: Path | None = None) -> dict[str, DeclaredShape] | None:
+    """Validate a build without TensorRT; returns the model's inputs (``None`` if onnx is not installed)."""
+    from xvdeploy.fileio import check_output_path
+
+    if not onnx_path.exists():
+        raise XVDeployError(f"model file {onnx_path} does not exist; expected an .onnx file such as 'xvdeploy export' writes")
+    if not onnx_path.is_file():
+        raise XVDeployError(f"model path {onnx_path} is not a file; expected an .onnx file")
+    settings.validate()
+    check_output_path(plan_path, onnx_path)
+    if sidecar_path(plan_path).resolve() == onnx_path.resolve():
+        raise XVDeployError(f"the engine's sidecar {sidecar_path(plan_path)} would overwrite the model; choose another -o")
+    if timing_cache is not None:
+        if timing_cache.is_dir():
+            raise XVDeployError(f"--timing-cache {timing_cache} is a directory; expected a file path")
+        if not timing_cache.parent.is_dir():
+            raise XVDeployError(f"the folder of --timing-cache {timing_cache} does not exist; create it first")
+        if timing_cache.resolve() in (onnx_path.resolve(), plan_path.resolve()):
+            raise XVDeployError(f"--timing-cache {timing_cache} is the model or the engine; choose another file")
+    if not available("onnx"):
+        if onnx_path.suffix.lower() != ".onnx":
+            raise XVDeployError(f"{onnx_path} does not end in .onnx; expected an ONNX model")
+        return None
+    inputs = read_onnx_inputs(onnx_path)
+    check_profiles(settings.profiles, inputs)
+    return inputs
+
+
+# -- TensorRT -----------------------------------------------------------------------------------------
+def parser_errors(parser: Any) -> list[str]:
+    """One line per ``OnnxParser`` error: node name, operator, description, error code."""
+    lines = []
+    for i in range(parser.num_errors):
+        err = parser.get_error(i)
+        name = _optional(err, "node_name")
+        op = _optional(err, "node_operator")
+        index = err.node()
+        where = f"node {name!r}" if name else (f"node #{index}" if index >= 0 else "model")
+        if op:
+            where += f" ({op})"
+        code = err.code()
+        desc = " ".join(str(err.desc()).split())
+        lines.append(f"{where}: {desc} [{getattr(code, 'name', code)}]")
+    return lines
+
+
+def _optional(obj: Any, method: str) -> str:
+    fn = getattr(obj, method, None)  # node_name()/node_operator() exist from TensorRT 10
+    try:
+        return str(fn() or "") if fn is not None else ""
+    except Exception:
+        return ""
+
+
+def make_progress_monitor(trt: ModuleType, report: Progress):
+    """A ``trt.IProgressMonitor`` that reports the top two levels of build phases; Ctrl-C cancels the build."""
+    base = getattr(trt, "IProgressMonitor", None)
+    if base is None:
+        return None
+
+    class Monitor(base):
+        def __init__(self) -> None:
+            base.__init__(self)
+            self.depth: dict[str, int] = {}
+            self.cancelled = False
+
+        def phase_start(self, phase_name, parent_phase, num_steps):
+            try:
+                depth = 0 if parent_phase is None else self.depth.get(parent_phase, 0) + 1
+                self.depth[phase_name] = depth
+                if depth <= 1:
+                    steps = f" ({num_steps} steps)" if num_steps > 1 else ""
+                    report(f"{'  ' * (depth + 1)}{phase_name}{steps}")
+            except KeyboardInterrupt:  # phase_start cannot cancel; step_complete will
+                self.cancelled = True
+
+        def phase_finish(self, phase_name):
+            self.depth.pop(phase_name, None)
+
+        def step_complete(self, phase_name, step):
+            try:
+                return not self.cancelled
+            except KeyboardInterrupt:  # Ctrl-C arrives in a callback: ask TensorRT to stop
+                self.cancelled = True
+                return False
+
+    return Monitor()
+
+
+def _configure(trt: ModuleType, builder: Any, network: Any, settings: BuildSettings, strongly_typed: bool):
+    config = builder.create_builder_config()
+    if settings.workspace_mib is not None:
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, settings.workspace_mib << 20)
+    if settings.builder_optimization_level is not None:
+        config.builder_optimization_level = settings.builder_optimization_level
+    if settings.precision == "fp32":
+        config.clear_flag(trt.BuilderFlag.TF32)
+    elif settings.precision == "tf32":
+        config.set_flag(trt.BuilderFlag.TF32)
+    elif settings.precision == "fp16" and not strongly_typed:
+        config.set_flag(trt.BuilderFlag.FP16)
+    network_inputs = {network.get_input(i).name: tuple(network.get_input(i).shape) for i in range(network.num_inputs)}
+    check_profiles(settings.profiles, network_inputs)
+    for i, profile in enumerate(settings.profiles):
+        opt_profile = builder.create_optimization_profile()
+        for name, rng in profile.items():
+            opt_profile.set_shape(name, rng.min, rng.opt, rng.max)
+        if config.add_optimization_profile(opt_profile) < 0:
+            raise XVDeployError(f"TensorRT rejected optimization profile {i} "
+                                f"({', '.join(f'{n}: {format_shape(r.opt)}' for n, r in profile.items())})")
+    return config
+
+
+def _attach_timing_cache(config: Any, path: Path | None, say: Progress):
+    if path is None:
+        return None
+    blob = path.read_bytes() if path.is_file() else b""
+    cache = config.create_timing_cache(blob)
+    if cache is None or not config.set_timing_cache(cache, ignore_mismatch=False):
+        say(f"  timing cache {path} was written by another TensorRT version or GPU; starting a new one")
+        cache = config.create_timing_cache(b"")
+        config.set_timing_cache(cache, ignore_mismatch=False)
+    elif blob:
+        say(f"  using timing cache {path}")
+    return cache
+
+
+def _save_timing_cache(config: Any, path: Path, say: Progress) -> None:
+    from xvdeploy.fileio import atomic_path
+
+    try:
+        serialized = config.get_timing_cache().serialize()
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            f.write(serialized)
+    except (OSError, AttributeError) as exc:
+        say(f"  could not save the timing cache to {path}: {exc}")
+
+
+def _parse(parser: Any, logger: Any, onnx_path: Path, fp16_graph: bool, say: Progress) -> None:
+    if fp16_graph:
+        from xvdeploy.trt.fp16 import convert_model_to_fp16
+
+        onnx = require("onnx", "FP16 conversion")
+        say("converting the ONNX graph to float16 (TensorRT 11 networks are strongly typed)")
+        model = convert_model_to_fp16(onnx.load(str(onnx_path)))
+        # the path lets the parser resolve external weights relative to the original file
+        ok = parser.parse(model.SerializeToString(), str(onnx_path))
+    else:
+        ok = parser.parse_from_file(str(onnx_path))
+    errors = parser_errors(parser)
+    if not ok and not errors:
+        errors = [last_errors(logger) or "the parser failed without reporting an error"]
+    if not ok or errors:
+        for line in errors:
+            say(f"  {line}")
+        raise OnnxParseError(onnx_path, errors)
+
+
+def build_engine(
+    onnx_path: str | os.PathLike,
+    plan_path: str | os.PathLike,
+    precision: str = "fp32",
+    profiles: Sequence[Profile] = (),
+    workspace_mib: int | None = None,
+    timing_cache: str | os.PathLike | None = None,
+    opt_level: int | None = None,
+    pssa_plugin: bool = False,
+    verbose: bool = False,
+    progress: Progress | None = None,
+) -> EngineRecord:
+    """Build ``onnx_path`` into the TensorRT plan ``plan_path`` and its sidecar ``<plan>.json``.
+
+    The plan and the sidecar are written atomically (temporary file, then
+    ``os.replace``); nothing is written if any step fails. ``progress``
+    receives one line per build stage and TensorRT warnings (all log lines
+    with ``verbose``).
+    """
+    onnx_path, plan_path = Path(onnx_path), Path(plan_path)
+    cache_path = Path(timing_cache) if timing_cache is not None else None
+    settings = BuildSettings(precision, tuple(profiles), workspace_mib, opt_level, pssa_plugin)
+    check_build_request(onnx_path, plan_path, settings, cache_path)
+    say: Progress = progress or (lambda _line: None)
+
+    trt = require_tensorrt()
+    here = current_platform(trt)
+    strongly_typed = strongly_typed_only(trt)
+    if pssa_plugin:
+        register_pssa_plugin()
+    logger = make_logger(trt, verbose, progress)
+    if hasattr(trt, "init_libnvinfer_plugins"):
+        trt.init_libnvinfer_plugins(logger, "")
+    builder = trt.Builder(logger)
+    network = builder.create_network(0)
+    parser = trt.OnnxParser(network, logger)
+
+    say(f"parsing {onnx_path} with TensorRT {here.tensorrt_version} for {here.gpu_name} (compute {here.compute_capability})")
+    _parse(parser, logger, onnx_path, precision == "fp16" and strongly_typed, say)
+    config = _configure(trt, builder, network, settings, strongly_typed)
+    cache = _attach_timing_cache(config, cache_path, say)
+    monitor = make_progress_monitor(trt, say) if progress is not None else None
+    if monitor is not None:
+        config.progress_monitor = monitor
+
+    say(f"building the {precision} engine; this can take minutes")
+    start = time.perf_counter()
+    serialized = builder.build_serialized_network(network, config)
+    seconds = time.perf_counter() - start
+    if monitor is not None and monitor.cancelled:
+        raise KeyboardInterrupt
+    if serialized is None:
+        why = last_errors(logger) or "no reason was logged; rerun with --verbose"
+        raise XVDeployError(f"TensorRT could not build an engine from {onnx_path}: {why}")
+
+    from xvdeploy.fileio import atomic_path
+
+    with atomic_path(plan_path) as tmp, open(tmp, "wb") as f:
+        f.write(serialized)
+    record = EngineRecord(
+        tensorrt_version=here.tensorrt_version,
+        gpu_name=here.gpu_name,
+        compute_capability=here.compute_capability,
+        precision=precision,
+        profiles=profiles_as_json(settings.profiles),
+        onnx_sha256=file_sha256(onnx_path),
+        onnx_file=str(onnx_path),
+        build_time=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        build_seconds=round(seconds, 3),
+        builder_optimization_level=opt_level,
+        workspace_mib=workspace_mib,
+        pssa_plugin=pssa_plugin,
+        strongly_typed=strongly_typed,
+        xvdeploy_version=__version__,
+    )
+    write_sidecar(plan_path, record)
+    if cache is not None and cache_path is not None:
+        _save_timing_cache(config, cache_path, say)
+    return record
