@@ -35,15 +35,23 @@ def _validate(x: torch.Tensor, shifts: Sequence[int], op: str) -> tuple[int, ...
 
 
 def _reference(x: torch.Tensor, flat: Sequence[int], concat: bool) -> torch.Tensor:
-    """``X ⊙ Σ_s roll_s X`` or ``concat_s (X ⊙ roll_s X)`` with :func:`torch.roll` (any device)."""
+    """``X ⊙ Σ_s roll_s X`` or ``concat_s (X ⊙ roll_s X)`` with :func:`torch.roll` (any device).
+
+    fp16/bf16 are computed in fp32 and rounded once, like the Triton kernel.
+    """
+    dtype = x.dtype
     x = x.contiguous()
+    if dtype in (torch.float16, torch.bfloat16):
+        x = x.float()
     rolled = [torch.roll(x, shifts=s, dims=(2, 3)) for s in _pairs(flat)]
     if concat:
-        return torch.cat([x * r for r in rolled], dim=1)
-    acc = rolled[0].clone()
-    for r in rolled[1:]:
-        acc += r
-    return x * acc
+        out = torch.cat([x * r for r in rolled], dim=1)
+    else:
+        acc = rolled[0].clone()
+        for r in rolled[1:]:
+            acc += r
+        out = x * acc
+    return out.to(dtype)
 
 
 def _out_shape(x: torch.Tensor, flat: Sequence[int], concat: bool) -> tuple:
