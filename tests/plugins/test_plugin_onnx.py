@@ -1,0 +1,147 @@
+"""The custom ONNX node (``--pssa-plugin`` form): export, checker, and onnxruntime-extensions execution."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+onnx = pytest.importorskip("onnx")
+pytest.importorskip("onnxscript")
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnxruntime_extensions")
+
+from xvdeploy.errors import XVDeployError  # noqa: E402
+from xvdeploy.ops.pssa import default_shifts, pssa_transform  # noqa: E402
+from xvdeploy.plugins import pssa_op  # noqa: E402
+from xvdeploy.plugins.onnx_node import (  # noqa: E402
+    DOMAIN,
+    PLUGIN_NAMESPACE,
+    custom_translation_table,
+    make_node,
+    make_session,
+    mark_aot,
+    plugin_nodes,
+    pssa_numpy,
+    shifts_from_str,
+    shifts_to_str,
+)
+
+from .conftest import rel_l2  # noqa: E402
+
+BIG = [(7, -9), (0, 1)]  # larger than the maps the test runs on
+
+
+class _Net(torch.nn.Module):
+    """conv → PSSA (S_1) → conv, plus a concat-mode PSSA with wrapping shifts: two plugin nodes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+        self.head = torch.nn.Conv2d(4 + 4 * len(BIG), 2, 1)
+        with torch.no_grad():
+            for p in self.parameters():
+                p.copy_(torch.rand(p.shape, generator=g) - 0.5)
+
+    def forward(self, x):
+        a = self.conv(x)
+        return self.head(torch.cat([pssa_op(a), pssa_op(a, BIG, mode="concat")], dim=1))
+
+
+@pytest.fixture(scope="module")
+def exported():
+    model = _Net().eval()
+    dims = {0: torch.export.Dim("n"), 2: torch.export.Dim("h"), 3: torch.export.Dim("w")}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        prog = torch.onnx.export(model, (torch.randn(1, 3, 8, 8),), dynamo=True, verbose=False,
+                                 custom_translation_table=custom_translation_table(), dynamic_shapes=(dims,))
+    return model, prog.model_proto
+
+
+def test_one_custom_node_per_pssa_step(exported):
+    _, proto = exported
+    nodes = plugin_nodes(proto)
+    assert [n.op_type for n in nodes] == ["PSSA", "PSSAConcat"]
+    others = [n for n in proto.graph.node if n not in nodes]
+    assert others and all(n.domain in ("", "ai.onnx") for n in others)
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in nodes[0].attribute}
+    flat = [v for p in default_shifts(1) for v in p]
+    assert attrs["shifts"] == flat
+    assert attrs["shifts_str"] == ",".join(map(str, flat)).encode()
+    assert attrs["plugin_namespace"] == PLUGIN_NAMESPACE.encode() and attrs["plugin_version"] == b"1"
+    assert nodes[0].domain == DOMAIN
+    assert {o.domain: o.version for o in proto.opset_import}[DOMAIN] == 1
+    onnx.checker.check_model(proto, full_check=True)
+
+
+def test_onnxruntime_runs_the_plugin_form(exported):
+    model, proto = exported
+    sess = make_session(proto)
+    for shape in [(2, 3, 5, 6), (1, 3, 8, 8)]:  # a shape unlike the export one: dynamic batch/H/W
+        x = torch.randn(*shape)
+        (y,) = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})
+        with torch.no_grad():
+            ref = model(x)
+        assert y.shape == tuple(ref.shape)
+        assert rel_l2(y, ref) <= 1e-5
+
+
+def test_make_session_from_path_and_bytes(tmp_path, exported):
+    _, proto = exported
+    path = tmp_path / "plugin.onnx"
+    onnx.save(proto, str(path))
+    x = np.random.default_rng(0).standard_normal((1, 3, 4, 4)).astype(np.float32)
+    outs = [make_session(src).run(None, {"x": x})[0] for src in (path, str(path), proto.SerializeToString())]
+    np.testing.assert_array_equal(outs[0], outs[1])
+    np.testing.assert_array_equal(outs[0], outs[2])
+    with pytest.raises(XVDeployError, match="no ONNX file"):
+        make_session(tmp_path / "missing.onnx")
+    with pytest.raises(XVDeployError, match="path, bytes or onnx.ModelProto"):
+        make_session(42)
+
+
+@pytest.mark.parametrize("mode", ["sum", "concat"])
+def test_hand_built_node_with_wrapping_shifts(mode):
+    shifts = [(5, -9), (-12, 3), (0, 0)]
+    c = 2
+    out_c = c * len(shifts) if mode == "concat" else c
+    graph = onnx.helper.make_graph(
+        [make_node("x", "y", shifts, mode, name="pssa0")], "g",
+        [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["n", c, "h", "w"])],
+        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["n", out_c, "h", "w"])],
+    )
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 18),
+                                                         onnx.helper.make_opsetid(DOMAIN, 1)], ir_version=10)
+    onnx.checker.check_model(model, full_check=True)
+    x = torch.randn(1, c, 3, 4)
+    (y,) = make_session(model).run(None, {"x": x.numpy()})
+    np.testing.assert_allclose(y, pssa_transform(x, shifts=shifts, mode=mode).numpy(), rtol=1e-6, atol=1e-6)
+
+
+def test_mark_aot(exported):
+    _, proto = exported
+    model = onnx.ModelProto()
+    model.CopyFrom(proto)
+    for value in (True, False, None):
+        mark_aot(model, value)
+        for node in plugin_nodes(model):
+            attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+            assert attrs.get("aot") == (None if value is None else int(value))
+    onnx.checker.check_model(mark_aot(model, True), full_check=True)
+
+
+def test_shift_string_round_trip_and_errors():
+    assert shifts_to_str([(-1, -1), (0, 12)]) == "-1,-1,0,12"
+    assert shifts_from_str("-1,-1,0,12") == [-1, -1, 0, 12]
+    assert shifts_from_str(b"3,4") == [3, 4]
+    with pytest.raises(XVDeployError, match="comma-separated"):
+        shifts_from_str("1;2")
+    with pytest.raises(XVDeployError, match="odd length"):
+        shifts_from_str("1,2,3")
+    with pytest.raises(XVDeployError, match="mode"):
+        make_node("x", "y", [1, 1], mode="max")
+    with pytest.raises(XVDeployError, match="N×C×H×W"):
+        pssa_numpy(np.zeros((2, 3)), [1, 1])
