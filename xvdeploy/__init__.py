@@ -17,7 +17,21 @@ _root = _Path(__file__).resolve().parent.parent
 if (_root / "pyproject.toml").is_file() and (_root / "models" / "__init__.py").is_file():
     __path__.append(str(_root))  # type: ignore[name-defined]  # noqa: F821
 
+from xvdeploy import zoo  # noqa: E402
+from xvdeploy.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from xvdeploy.errors import XVDeployError  # noqa: E402
-from xvdeploy.ops import pssa_transform, XVolution  # noqa: E402
+from xvdeploy.folding import fold  # noqa: E402
+from xvdeploy.ops import ACmix, XVolution, XVolutionSA, pssa_transform  # noqa: E402
 
-__all__ = ["XVDeployError", "pssa_transform", "XVolution", "__version__"]
+
+def export_onnx(model, path, input_shape, **kwargs):
+    """Export to ONNX with checks; see :func:`xvdeploy.export.onnx_export.export_onnx`."""
+    from xvdeploy.export import export_onnx as _export_onnx
+
+    return _export_onnx(model, path, input_shape, **kwargs)
+
+
+__all__ = [
+    "ACmix", "XVDeployError", "XVolution", "XVolutionSA", "__version__", "export_onnx", "fold",
+    "load_checkpoint", "pssa_transform", "save_checkpoint", "zoo",
+]

@@ -166,7 +166,7 @@ def check_finite(state: dict[str, torch.Tensor], source: str) -> None:
 
 def _as_form(model: nn.Module, form: str) -> nn.Module:
     if form == "folded":
-        from xvdeploy.fold import fold
+        from xvdeploy.folding import fold
 
         return fold(model, inplace=True)
     return model

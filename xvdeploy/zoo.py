@@ -79,7 +79,7 @@ class ZooSummary:
 
 def summary(name: str) -> ZooSummary:
     """Parameters and MACs of ``name`` at its default input, in training and folded form."""
-    from xvdeploy.fold import fold
+    from xvdeploy.folding import fold
 
     model = create(name).eval()
     shape = (1, *input_shape(name))

@@ -45,7 +45,7 @@ def export(source: str, output: Path, input_shape: str | None, dynamic: str, sta
     from xvdeploy.errors import XVDeployError
     from xvdeploy.export import export_onnx
     from xvdeploy.fileio import check_output_path, write_text_atomic
-    from xvdeploy.fold import fold
+    from xvdeploy.folding import fold
 
     source_path = Path(source) if Path(source).exists() else None
     check_output_path(output, source_path)

@@ -213,7 +213,7 @@ def ort_session(path_or_bytes, providers: list[str] | None = None):
 
 def parity_check(model: nn.Module, session, shapes: list[tuple[int, ...]], seed: int = 0) -> list[ParityResult]:
     """onnxruntime vs PyTorch (float32) at each shape."""
-    from xvdeploy.fold.check import rel_l2
+    from xvdeploy.folding.check import rel_l2
 
     results = []
     for i, shape in enumerate(shapes):

@@ -67,7 +67,8 @@ def _gpu_reason() -> str | None:
     import torch
 
     if not torch.cuda.is_available():
-        return "no CUDA GPU is visible (torch.cuda.is_available() is False); TensorRT builds and runs engines on an NVIDIA GPU"
+        return ("no CUDA GPU is visible (torch.cuda.is_available() is False); "
+                "TensorRT builds and runs engines on an NVIDIA GPU")
     return None
 
 
@@ -97,7 +98,7 @@ def version_major(version: str) -> int | None:
 
 def strongly_typed_only(trt: ModuleType) -> bool:
     """TensorRT 11 removed ``BuilderFlag.FP16``: every network is strongly typed, so FP16 comes from the ONNX."""
-    return version_major(trt.__version__) >= 11 or not hasattr(trt.BuilderFlag, "FP16")
+    return (version_major(trt.__version__) or 0) >= 11 or not hasattr(trt.BuilderFlag, "FP16")
 
 
 __all__ = [

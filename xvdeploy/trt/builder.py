@@ -105,13 +105,15 @@ def check_build_request(onnx_path: Path, plan_path: Path, settings: BuildSetting
     from xvdeploy.fileio import check_output_path
 
     if not onnx_path.exists():
-        raise XVDeployError(f"model file {onnx_path} does not exist; expected an .onnx file such as 'xvdeploy export' writes")
+        raise XVDeployError(f"model file {onnx_path} does not exist; "
+                            "expected an .onnx file such as 'xvdeploy export' writes")
     if not onnx_path.is_file():
         raise XVDeployError(f"model path {onnx_path} is not a file; expected an .onnx file")
     settings.validate()
     check_output_path(plan_path, onnx_path)
     if sidecar_path(plan_path).resolve() == onnx_path.resolve():
-        raise XVDeployError(f"the engine's sidecar {sidecar_path(plan_path)} would overwrite the model; choose another -o")
+        raise XVDeployError(f"the engine's sidecar {sidecar_path(plan_path)} would overwrite the model; "
+                            "choose another -o")
     if timing_cache is not None:
         if timing_cache.is_dir():
             raise XVDeployError(f"--timing-cache {timing_cache} is a directory; expected a file path")
@@ -286,16 +288,16 @@ def build_engine(
     trt = require_tensorrt()
     here = current_platform(trt)
     strongly_typed = strongly_typed_only(trt)
-    if pssa_plugin:
-        register_pssa_plugin()
+    network_flags = register_pssa_plugin() if pssa_plugin else 0
     logger = make_logger(trt, verbose, progress)
     if hasattr(trt, "init_libnvinfer_plugins"):
         trt.init_libnvinfer_plugins(logger, "")
     builder = trt.Builder(logger)
-    network = builder.create_network(0)
+    network = builder.create_network(network_flags)
     parser = trt.OnnxParser(network, logger)
 
-    say(f"parsing {onnx_path} with TensorRT {here.tensorrt_version} for {here.gpu_name} (compute {here.compute_capability})")
+    say(f"parsing {onnx_path} with TensorRT {here.tensorrt_version} "
+        f"for {here.gpu_name} (compute {here.compute_capability})")
     _parse(parser, logger, onnx_path, precision == "fp16" and strongly_typed, say)
     config = _configure(trt, builder, network, settings, strongly_typed)
     cache = _attach_timing_cache(config, cache_path, say)

@@ -103,6 +103,41 @@ def _split_shared_initializers(graph, blocked_ops: set[str], FLOAT: int) -> None
                     node.input[i] = f"{name}__fp32"
 
 
+_STANDARD_DOMAINS = ("", "ai.onnx", "ai.onnx.ml")
+
+
+def _infer_types(onnx, model):
+    """ONNX type inference, with custom-domain ops (plugins such as ``xvdeploy::PSSA``, which
+    ONNX has no schema for) assumed to output their first input's element type, so the
+    tensors after them are typed too."""
+    def infer(m):
+        try:
+            return onnx.shape_inference.infer_shapes(m)
+        except onnx.shape_inference.InferenceError as exc:
+            raise XVDeployError(f"ONNX type inference failed on the model before FP16 conversion: {exc}") from exc
+
+    work = infer(model)
+    for _ in range(len(work.graph.node)):
+        graph = work.graph
+        typed = {vi.name: vi.type.tensor_type.elem_type
+                 for vi in list(graph.input) + list(graph.value_info) + list(graph.output)
+                 if vi.type.tensor_type.elem_type}
+        typed.update({init.name: init.data_type for init in graph.initializer})
+        added = False
+        for node in graph.node:
+            if node.domain in _STANDARD_DOMAINS or not node.input or node.input[0] not in typed:
+                continue
+            for out in node.output:
+                if out and out not in typed:
+                    graph.value_info.append(onnx.helper.make_tensor_value_info(out, typed[node.input[0]], None))
+                    typed[out] = typed[node.input[0]]
+                    added = True
+        if not added:
+            break
+        work = infer(work)
+    return work
+
+
 def convert_model_to_fp16(model, keep_fp32_ops: Iterable[str] | None = None):
     """Return a float16 copy of ``model`` (an ``onnx.ModelProto``) with float32 inputs and outputs.
 
@@ -120,10 +155,7 @@ def convert_model_to_fp16(model, keep_fp32_ops: Iterable[str] | None = None):
             )
     blocked = set(float16.DEFAULT_OP_BLOCK_LIST) | set(FP32_OPS if keep_fp32_ops is None else keep_fp32_ops)
     # infer types while the graph is still all float32: the converter decides where to cast from them
-    try:
-        work = onnx.shape_inference.infer_shapes(model)
-    except onnx.shape_inference.InferenceError as exc:
-        raise XVDeployError(f"ONNX type inference failed on the model before FP16 conversion: {exc}") from exc
+    work = _infer_types(onnx, model)
     _retarget_float_casts(work.graph, blocked, TensorProto.FLOAT, TensorProto.FLOAT16)
     _split_shared_initializers(work.graph, blocked, TensorProto.FLOAT)
     try:
@@ -141,8 +173,34 @@ def convert_model_to_fp16(model, keep_fp32_ops: Iterable[str] | None = None):
             )
     except (ValueError, AssertionError, KeyError) as exc:
         raise XVDeployError(f"converting the ONNX graph to float16 failed: {exc}") from exc
+    _restore_float32_outputs(onnx, model, converted)
     check_typed(converted)
     return converted
+
+
+def _restore_float32_outputs(onnx, original, converted) -> None:
+    """Make every originally float32 graph output float32 again.
+
+    The converter leaves an output float16 when a float32-kept op produces it
+    (it casts back to float16 after the op); retarget that cast, or add one.
+    """
+    FLOAT, FLOAT16 = onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16
+    was_float = {vi.name for vi in original.graph.output if vi.type.tensor_type.elem_type == FLOAT}
+    producers = {out: node for node in converted.graph.node for out in node.output}
+    for vi in converted.graph.output:
+        if vi.name not in was_float or vi.type.tensor_type.elem_type != FLOAT16:
+            continue
+        node = producers.get(vi.name)
+        cast_to = [a for a in node.attribute if a.name == "to"] if node is not None and node.op_type == "Cast" else []
+        if cast_to:
+            cast_to[0].i = FLOAT
+        else:
+            inner = f"{vi.name}__fp16"
+            if node is not None:
+                node.output[list(node.output).index(vi.name)] = inner
+            converted.graph.node.append(
+                onnx.helper.make_node("Cast", [inner], [vi.name], to=FLOAT, name=f"{vi.name}__to_fp32"))
+        vi.type.tensor_type.elem_type = FLOAT
 
 
 def check_typed(model) -> None:

@@ -46,7 +46,8 @@ def torch_dtype(trt: Any, dtype: Any):
         member = getattr(trt.DataType, trt_name, None)
         if member is not None and dtype == member:
             return getattr(torch, torch_name)
-    raise XVDeployError(f"engine tensor type {dtype} has no torch equivalent; expected float, half, bf16 or an integer type")
+    raise XVDeployError(f"engine tensor type {dtype} has no torch equivalent; "
+                        "expected float, half, bf16 or an integer type")
 
 
 class TensorRTRunner(Runner):
@@ -118,7 +119,8 @@ class TensorRTRunner(Runner):
             engine = self.loaded.engine
             self.context = engine.create_execution_context()
             if self.context is None:
-                raise XVDeployError(f"TensorRT could not create an execution context: {last_errors(self.loaded.logger)}")
+                raise XVDeployError("TensorRT could not create an execution context: "
+                                    f"{last_errors(self.loaded.logger) or 'no reason logged'}")
             self.stream = torch.cuda.Stream(device=self.device)
             self._events = (torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
         names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
@@ -155,7 +157,8 @@ class TensorRTRunner(Runner):
         if not fits:
             allowed = "; ".join(f"{format_shape(lo)} to {format_shape(hi)}" for lo, _, hi in ranges)
             raise XVDeployError(f"{self.name}: input shape {format_shape(shape)} is outside the engine's "
-                                f"optimization profile(s) ({allowed}); rebuild with --min-shape/--max-shape covering it")
+                                f"optimization profile(s) ({allowed}); "
+                                "rebuild with --min-shape/--max-shape covering it")
         if self._profile not in fits:
             try:
                 ok = self.context.set_optimization_profile_async(fits[0], self.stream.cuda_stream)
@@ -195,21 +198,29 @@ class TensorRTRunner(Runner):
 
     def _execute(self) -> None:
         if not self.context.execute_async_v3(self.stream.cuda_stream):
-            raise XVDeployError(f"{self.name}: execute_async_v3 failed: {last_errors(self.loaded.logger) or 'no reason logged'}")
+            why = last_errors(self.loaded.logger) or "no reason logged"
+            raise XVDeployError(f"{self.name}: execute_async_v3 failed: {why}")
 
     # -- work -------------------------------------------------------------------------------------------
     def infer_impl(self, x: np.ndarray) -> np.ndarray:
         import torch
 
         self._graph = None  # addresses change: a captured graph would be stale
-        self._bind(self._upload(x))
-        self._execute()
-        with torch.cuda.stream(self.stream):
-            host = self._outputs[self.output_names[0]].float().cpu()
-        self.stream.synchronize()
+        with torch.cuda.device(self.device):
+            self._bind(self._upload(x))
+            self._execute()
+            with torch.cuda.stream(self.stream):
+                host = self._outputs[self.output_names[0]].float().cpu()
+            self.stream.synchronize()
         return host.numpy()
 
     def prepare_impl(self, x: np.ndarray) -> None:
+        import torch
+
+        with torch.cuda.device(self.device):
+            self._prepare(x)
+
+    def _prepare(self, x: np.ndarray) -> None:
         import torch
 
         self._graph = None

@@ -59,13 +59,15 @@ def current_platform(trt: ModuleType, device: int | None = None) -> Platform:
     return Platform(trt.__version__, torch.cuda.get_device_name(device), f"{major}.{minor}")
 
 
-def register_pssa_plugin() -> None:
-    """Register the PSSA TensorRT plugin (``xvdeploy.plugins.trt_plugin``) with TensorRT's plugin registry."""
+def register_pssa_plugin() -> int:
+    """Register the PSSA TensorRT plugin (``xvdeploy.plugins.trt_plugin``); return the network
+    creation flags it asks for (prefer its ahead-of-time implementation where TensorRT has both)."""
     try:
-        from xvdeploy.plugins.trt_plugin import register_trt_plugin
+        from xvdeploy.plugins.trt_plugin import network_creation_flags, register_trt_plugin
     except ImportError as exc:
         raise XVDeployError(f"the PSSA TensorRT plugin cannot be loaded ({exc}); build without --pssa-plugin") from exc
     register_trt_plugin()
+    return network_creation_flags()
 
 
 @dataclass
@@ -98,7 +100,8 @@ def load_engine(plan: str | os.PathLike, *, check: bool = True, verbose: bool = 
     if record is not None and record.pssa_plugin:
         register_pssa_plugin()
     logger = make_logger(trt, verbose, sink)
-    trt.init_libnvinfer_plugins(logger, "")
+    if hasattr(trt, "init_libnvinfer_plugins"):
+        trt.init_libnvinfer_plugins(logger, "")
     runtime = trt.Runtime(logger)
     engine = runtime.deserialize_cuda_engine(plan.read_bytes())
     if engine is None:

@@ -179,25 +179,28 @@ def check_profiles(profiles: Sequence[Profile], inputs: Mapping[str, DeclaredSha
                                 f"(and --min-shape/--max-shape for a range), e.g. --opt-shape {example}")
         return
     for i, profile in enumerate(profiles):
-        where = f"optimization profile {i}" if len(profiles) > 1 else "the shape options"
+        where = ("shape options" if len(profiles) == 1
+                 else f"optimization profile {i} (occurrence {i + 1} of the shape options)")
         unknown = sorted(set(profile) - set(inputs))
         if unknown:
-            raise XVDeployError(f"{where} name(s) {', '.join(map(repr, unknown))}, which the model does not have; "
+            raise XVDeployError(f"{where}: the model has no input named {', '.join(map(repr, unknown))}; "
                                 f"its inputs are {', '.join(map(repr, inputs)) or '(none)'}")
         missing = [n for n in dynamic if n not in profile]
         if missing:
-            raise XVDeployError(f"{where} give(s) no shape for the dynamic input(s) "
-                                f"{', '.join(f'{n} ({format_shape(dynamic[n])})' for n in missing)}")
+            raise XVDeployError(f"{where}: no shape for the dynamic input(s) "
+                                f"{', '.join(f'{n!r} ({format_shape(dynamic[n])})' for n in missing)}")
         for name, rng in profile.items():
             declared = inputs[name]
             if len(rng.opt) != len(declared):
-                raise XVDeployError(f"input {name!r} has {len(declared)} dimensions ({format_shape(declared)}) "
-                                    f"but {where} give {len(rng.opt)} ({format_shape(rng.opt)})")
+                raise XVDeployError(f"{where}: input {name!r} has {len(declared)} dimensions "
+                                    f"({format_shape(declared)}), "
+                                    f"the shape given has {len(rng.opt)} ({format_shape(rng.opt)})")
             for axis, d in enumerate(declared):
                 if d >= 0 and not rng.min[axis] == rng.opt[axis] == rng.max[axis] == d:
                     raise XVDeployError(
-                        f"input {name!r} has the fixed size {d} in dimension {axis} ({format_shape(declared)}); "
-                        f"{where} ask for {format_shape(rng.min)} / {format_shape(rng.opt)} / {format_shape(rng.max)}"
+                        f"{where}: input {name!r} has the fixed size {d} in dimension {axis} "
+                        f"({format_shape(declared)}); the shapes given are {format_shape(rng.min)} / "
+                        f"{format_shape(rng.opt)} / {format_shape(rng.max)} (min / opt / max)"
                     )
 
 

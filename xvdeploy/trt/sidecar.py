@@ -60,7 +60,8 @@ class EngineRecord:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise XVDeployError(f"{source} is not valid JSON ({exc.msg} at line {exc.lineno}); rebuild the engine") from exc
+            raise XVDeployError(f"{source} is not valid JSON ({exc.msg} at line {exc.lineno}); "
+                                "rebuild the engine") from exc
         if not isinstance(data, dict):
             raise XVDeployError(f"{source} does not hold a JSON object; rebuild the engine")
         known = {f.name for f in fields(cls)}
