@@ -14,8 +14,8 @@ from ``onnx/onnx-tensorrt`` (the parser TensorRT ships as ``nvonnxparser``):
   added an op (:data:`SINCE`), e.g. "10.0 EA: Added support for ``wrap``
   padding mode in ``Pad``", "10.10: Plugin fallback importer now also reads its
   namespace from a Node's domain field".
-* ``ModelImporter.cpp``, ``onnxOpImporters.cpp``, ``importerUtils.cpp`` at the
-  same commit: dispatch on ``op_type`` alone (the domain is ignored unless the
+* ``ModelImporter.cpp`` and ``onnxOpImporters.cpp`` at the same commit, and
+  ``importerUtils.cpp`` of a recent 10.x (it knows FP4 and E8M0): dispatch on ``op_type`` alone (the domain is ignored unless the
   node has a ``plugin_namespace`` attribute), builtin importer, then local
   function, then the fallback plugin importer (plugin name = ``op_type``,
   ``plugin_version`` default ``"1"``, ``plugin_namespace`` default ``""``,
