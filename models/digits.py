@@ -35,4 +35,5 @@ class XVDigits(nn.Module):
         return self.fc(torch.flatten(self.pool(x), 1))
 
 
-register("xv_digits", (1, 8, 8), "small X-volution net trained on scikit-learn's digits (checkpoint shipped)")(XVDigits)
+register("xv_digits", (1, 8, 8), "small X-volution net trained on scikit-learn's digits (checkpoint shipped)",
+         checkpoint=CHECKPOINT)(XVDigits)

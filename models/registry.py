@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 from torch import nn
@@ -16,16 +17,18 @@ class ModelEntry:
     input_shape: tuple[int, int, int]  # (C, H, W) at the default input
     description: str
     kwargs: dict = field(default_factory=dict)
+    checkpoint: Path | None = None  # trained weights shipped with the package
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
 
 
-def register(name: str, input_shape: tuple[int, int, int], description: str, **kwargs):
+def register(name: str, input_shape: tuple[int, int, int], description: str, checkpoint: Path | None = None,
+             **kwargs):
     """Register ``builder(**kwargs)`` under ``name``; returns the builder unchanged."""
 
     def wrap(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        _REGISTRY[name] = ModelEntry(name, builder, input_shape, description, kwargs)
+        _REGISTRY[name] = ModelEntry(name, builder, input_shape, description, kwargs, checkpoint)
         return builder
 
     return wrap

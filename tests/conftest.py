@@ -53,7 +53,7 @@ def rel_l2(y: torch.Tensor, ref: torch.Tensor) -> float:
     return float((y - ref).norm() / ref.norm())
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def digits_checkpoint():
     from xvdeploy.models.digits import CHECKPOINT
 

@@ -219,9 +219,9 @@ def _is_safetensors(path: Path) -> bool:
 def _existing_file(path: str | os.PathLike) -> Path:
     path = Path(path)
     if not path.exists():
-        raise XVDeployError(f"{path}: no such file")
+        raise XVDeployError(f"{path}: no such file; expected a checkpoint (.safetensors or a PyTorch state dict)")
     if not path.is_file():
-        raise XVDeployError(f"{path}: not a file")
+        raise XVDeployError(f"{path}: not a file; expected a checkpoint (.safetensors or a PyTorch state dict)")
     return path
 
 

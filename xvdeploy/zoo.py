@@ -42,6 +42,11 @@ def input_shape(name: str) -> tuple[int, int, int]:
     return _registry().entry(name).input_shape
 
 
+def pretrained(name: str):
+    """Path of the trained checkpoint shipped for ``name``, or None."""
+    return _registry().entry(name).checkpoint
+
+
 def description(name: str) -> str:
     return _registry().entry(name).description
 

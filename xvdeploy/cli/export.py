@@ -57,8 +57,6 @@ def export(source: str, output: Path, input_shape: str | None, dynamic: str, sta
         raise XVDeployError("this model has no default input shape; give --input-shape NxCxHxW")
     if not no_fold and model_form(model) == "train":
         model = fold(model)
-    if source_path is None:
-        click.echo(f"note: {source} is a zoo architecture with random weights", err=True)
     report = export_onnx(model, output, shape, dynamic=False if static else dynamic, opset=opset, check=check,
                          pssa_plugin=pssa_plugin, compare_plain=compare, simplify=simplify, force=force,
                          metadata={"xvdeploy.arch": arch_name or "", "xvdeploy.form": model_form(model)},
@@ -70,4 +68,8 @@ def export(source: str, output: Path, input_shape: str | None, dynamic: str, sta
                     err=True, bold=True)
     if report_path is not None:
         write_text_atomic(report_path, json.dumps(report.to_dict(), indent=2) + "\n")
+    from xvdeploy import zoo
+
+    if source_path is None and zoo.pretrained(source) is None:
+        click.echo(f"note: {source} is a zoo architecture with random weights")
     click.echo(f"wrote {output}")

@@ -1,10 +1,16 @@
-"""``xvdeploy inspect``."""
+"""``xvdeploy inspect``: summarise a checkpoint, an ONNX file or a TensorRT engine."""
 from __future__ import annotations
+
+from pathlib import Path
 
 import click
 
 
 @click.command("inspect")
-def inspect() -> None:
-    """Not implemented yet."""
-    raise click.UsageError("not implemented yet")
+@click.argument("path", type=click.Path(path_type=Path))
+def inspect(path: Path) -> None:
+    """Summarise PATH: inputs/outputs and shapes, op census, metadata, parameter count."""
+    from xvdeploy.inspect_file import inspect_path
+
+    for line in inspect_path(path):
+        click.echo(line)

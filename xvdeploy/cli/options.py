@@ -29,7 +29,8 @@ def parse_shape(text: str, what: str = "--input-shape") -> tuple[int, ...]:
 def load_model_source(source: str, arch: str | None = None, model_factory: str | None = None) -> tuple[nn.Module, str | None]:
     """A model from a checkpoint path or a zoo name; returns ``(model, arch name or None)``.
 
-    A zoo name gives a randomly initialised training-form model.
+    A zoo name gives its shipped trained checkpoint (``xv_digits``) or a
+    randomly initialised training-form model.
     """
     from xvdeploy import zoo
     from xvdeploy.checkpoint import load_checkpoint
@@ -39,6 +40,9 @@ def load_model_source(source: str, arch: str | None = None, model_factory: str |
         model = load_checkpoint(path, arch=arch, model=model_factory)
         return model, getattr(model, "xvdeploy_arch", None)
     if source in zoo.names():
+        shipped = zoo.pretrained(source)
+        if shipped is not None:
+            return load_checkpoint(shipped), source
         return zoo.create(source).eval(), source
     raise XVDeployError(f"{source!r} is neither an existing file nor a zoo model; "
                         f"expected a checkpoint path or one of: {', '.join(zoo.names())}")

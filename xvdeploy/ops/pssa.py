@@ -122,13 +122,15 @@ class ShiftKernel:
         return self.pad_h <= h and self.pad_w <= w
 
 
-def pssa_depthwise(x: torch.Tensor, kernel: ShiftKernel, weight: torch.Tensor, mode: str = "sum") -> torch.Tensor:
+def pssa_depthwise(x: torch.Tensor, kernel: ShiftKernel, weight: torch.Tensor, mode: str = "sum",
+                   repeat_weight: torch.Tensor | None = None) -> torch.Tensor:
     """Depthwise-shift PSSA with a prepared ``weight`` (see :meth:`ShiftKernel.weight`).
 
     "concat" output channels are ordered ``c·|S| + s`` (channel-major), unlike
     the reference's ``s·C + c``; consumers permute their weights accordingly.
     Falls back to the roll form where the map is smaller than the pads, so the
-    result equals :func:`pssa_transform` for every size.
+    result equals :func:`pssa_transform` for every size. ``repeat_weight`` (ones,
+    ``C·|S|×1×1×1``) may be passed in "concat" mode to keep it a constant.
     """
     n, c, h, w = x.shape
     if not _exporting() and not kernel.fits(h, w):
@@ -140,7 +142,10 @@ def pssa_depthwise(x: torch.Tensor, kernel: ShiftKernel, weight: torch.Tensor, m
     a = F.conv2d(padded, weight, dilation=kernel.dilation, groups=c)
     if mode == "sum":
         return x * a
-    return (x.unsqueeze(2) * a.view(n, c, len(kernel.shifts), h, w)).reshape(n, -1, h, w)
+    # channel c·|S| + s needs X_c: a grouped 1×1 conv of ones repeats each channel |S| times
+    # (exports as one Conv, where a view/reshape would add Shape/Reshape nodes under dynamic shapes)
+    repeat = weight.new_ones(weight.shape[0], 1, 1, 1) if repeat_weight is None else repeat_weight
+    return F.conv2d(x, repeat, groups=c) * a
 
 
 def _exporting() -> bool:

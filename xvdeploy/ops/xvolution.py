@@ -124,6 +124,8 @@ class XVolutionFolded(FoldedOp):
         like = convs[0].weight
         self.register_buffer("shift_weight", self.shift_kernel.weight(channels, mode, like.dtype, like.device),
                              persistent=False)
+        repeat = torch.ones(self.shift_weight.shape[0], 1, 1, 1, dtype=like.dtype, device=like.device)
+        self.register_buffer("repeat_weight", repeat if mode == "concat" else None, persistent=False)
         if self.merged:
             self.conv = convs[0]
         else:
@@ -134,7 +136,7 @@ class XVolutionFolded(FoldedOp):
         return list(self.shift_kernel.shifts)
 
     def pssa(self, x: torch.Tensor) -> torch.Tensor:
-        return pssa_depthwise(x, self.shift_kernel, self.shift_weight, self.mode)
+        return pssa_depthwise(x, self.shift_kernel, self.shift_weight, self.mode, self.repeat_weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         t = self.pssa(x)

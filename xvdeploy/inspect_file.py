@@ -1,0 +1,91 @@
+"""Summaries of checkpoints and ONNX files for ``xvdeploy inspect``."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from xvdeploy._lazy import require
+from xvdeploy.errors import XVDeployError
+
+
+def _shape(value) -> str:
+    dims = value.type.tensor_type.shape.dim
+    return "x".join(d.dim_param or str(d.dim_value) for d in dims) or "?"
+
+
+def inspect_onnx(path: Path) -> list[str]:
+    """Inputs/outputs with shapes, op census, metadata, parameter count of an ONNX file."""
+    onnx = require("onnx", "Inspecting ONNX files")
+    from xvdeploy.cli.table import format_table
+    from xvdeploy.export.census import census, non_standard
+
+    try:
+        proto = onnx.load(str(path))
+    except Exception as exc:
+        raise XVDeployError(f"{path}: not a readable ONNX file ({str(exc).splitlines()[0] if str(exc) else exc!r})") from None
+    if not proto.graph.node:
+        raise XVDeployError(f"{path}: not an ONNX model (no graph nodes); expected an .onnx file")
+    elem = {v: k for k, v in onnx.TensorProto.DataType.items()}
+    params = sum(int(__import__("numpy").prod(t.dims)) for t in proto.graph.initializer)
+    opsets = ", ".join(f"{o.domain or 'ai.onnx'}:{o.version}" for o in proto.opset_import)
+    lines = [f"ONNX model {path}", f"  IR version {proto.ir_version}, opsets {opsets}, producer "
+             f"{proto.producer_name} {proto.producer_version}".rstrip(),
+             f"  {len(proto.graph.node)} nodes, {params:,} parameters in {len(proto.graph.initializer)} initializers"]
+    for kind, values in (("input", proto.graph.input), ("output", proto.graph.output)):
+        for v in values:
+            lines.append(f"  {kind} {v.name}: {elem.get(v.type.tensor_type.elem_type, '?')} {_shape(v)}")
+    for p in proto.metadata_props:
+        lines.append(f"  metadata {p.key} = {p.value}")
+    counts = census(proto)
+    lines += ["  " + line for line in format_table(["op", "domain", "count"],
+                                                   [[c.op_type, c.domain or "ai.onnx", c.count] for c in counts]).splitlines()]
+    custom = non_standard(counts)
+    lines.append("  operator domains: " + ("standard ONNX only" if not custom else
+                                            ", ".join(f"{c.domain}::{c.op_type}" for c in custom)))
+    return lines
+
+
+def inspect_checkpoint(path: Path) -> list[str]:
+    """Metadata, tensors and parameter count of a checkpoint (safetensors or state dict)."""
+    from xvdeploy.checkpoint import _is_safetensors, read_safetensors, read_state_dict
+
+    meta: dict[str, str] = {}
+    if _is_safetensors(path):
+        state, meta = read_safetensors(path)
+        kind = "safetensors checkpoint"
+    else:
+        state = read_state_dict(path)
+        kind = "PyTorch state dict (loaded with weights_only=True)"
+    params = sum(t.numel() for t in state.values() if t.is_floating_point())
+    lines = [f"{kind} {path}", f"  {len(state)} tensors, {params:,} parameters"]
+    for key in sorted(meta):
+        lines.append(f"  metadata {key} = {meta[key]}")
+    if meta.get("arch"):
+        from xvdeploy import zoo
+
+        if meta["arch"] in zoo.names():
+            lines.append(f"  input (C, H, W) = {zoo.input_shape(meta['arch'])}: {zoo.description(meta['arch'])}")
+    return lines
+
+
+def inspect_path(path: Path) -> list[str]:
+    if not path.is_file():
+        raise XVDeployError(f"{path}: no such file; expected a checkpoint or an ONNX file")
+    if path.suffix == ".onnx":
+        return inspect_onnx(path)
+    if path.suffix in (".plan", ".engine"):
+        return inspect_engine(path)
+    return inspect_checkpoint(path)
+
+
+def inspect_engine(path: Path) -> list[str]:
+    """What the sidecar JSON written by ``xvdeploy build`` says about an engine (no TensorRT needed)."""
+    import json
+    from dataclasses import asdict
+
+    from xvdeploy.trt.sidecar import read_sidecar
+
+    record = read_sidecar(path)
+    lines = [f"TensorRT engine {path}, {path.stat().st_size:,} bytes"]
+    if record is None:
+        return lines + ["  no sidecar JSON beside it (built outside xvdeploy?)"]
+    return lines + [f"  {key} = {json.dumps(value)}" for key, value in asdict(record).items()]
