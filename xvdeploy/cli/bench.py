@@ -1,10 +1,125 @@
-"""``xvdeploy bench``."""
+"""``xvdeploy bench``: parity and latency across every form and backend."""
 from __future__ import annotations
+
+import sys
+from pathlib import Path
 
 import click
 
+from xvdeploy.cli.options import arch_option, model_option
+
+
+def _csv(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _amount(text: str, what: str) -> tuple[int | None, float | None]:
+    """"20" -> (20 iterations, None); "2s" / "0.5s" -> (None, seconds)."""
+    from xvdeploy.errors import XVDeployError
+
+    try:
+        if text.endswith("s"):
+            return None, float(text[:-1])
+        return int(text), None
+    except ValueError:
+        raise XVDeployError(f"{what} {text!r}: expected a number of iterations (e.g. 20) or seconds (e.g. 2s)") from None
+
 
 @click.command("bench")
-def bench() -> None:
-    """Not implemented yet."""
-    raise click.UsageError("not implemented yet")
+@click.argument("model", required=False, metavar="[MODEL]")
+@click.option("--backends", default=None, metavar="LIST", help="Some of torch,onnxruntime,tensorrt [default: all].")
+@click.option("--batch", "batches", default="1", metavar="LIST", help="Batch sizes, e.g. 1,8.")
+@click.option("--input-shape", default=None, metavar="CxHxW", help="Input size [default: the model's].")
+@click.option("--precision", "precisions", default="fp32", metavar="LIST", help="Some of fp32,tf32,fp16,bf16.")
+@click.option("--device", "devices", default=None, metavar="LIST", help="cpu and/or cuda [default: cpu, plus cuda if present].")
+@click.option("--warmup", default="10", metavar="N|Ts", help="Warm-up iterations, or seconds with an 's'.")
+@click.option("--iters", default=50, type=click.IntRange(1), help="Timed iterations.")
+@click.option("--duration", default=None, type=float, metavar="SECONDS", help="Time for this long instead of --iters.")
+@click.option("--seed", default=0, type=int, help="Seed of random inputs.")
+@click.option("--data", default=None, metavar="random|digits|images:DIR",
+              help="Input data [default: digits for the digits model, else random].")
+@click.option("--compile", "use_compile", is_flag=True, help="torch backend: torch.compile the module.")
+@click.option("--cuda-graphs", is_flag=True, help="Replay CUDA graphs (torch and tensorrt on GPU).")
+@click.option("--threads", default=None, type=click.IntRange(1), help="onnxruntime intra-op threads.")
+@click.option("--pssa-plugin", is_flag=True, help="Export with the custom PSSA node (onnxruntime-extensions op).")
+@click.option("--json", "json_path", type=click.Path(path_type=Path, dir_okay=False), default=None, help="Write JSON.")
+@click.option("--markdown", "md_path", type=click.Path(path_type=Path, dir_okay=False), default=None, help="Write Markdown.")
+@click.option("--plot", "plot_path", type=click.Path(path_type=Path, dir_okay=False), default=None, help="Write a PNG plot.")
+@click.option("--quiet", is_flag=True, help="No progress bar, only the table.")
+@arch_option
+@model_option
+def bench(model, backends, batches, input_shape, precisions, devices, warmup, iters, duration, seed, data, use_compile,
+          cuda_graphs, threads, pssa_plugin, json_path, md_path, plot_path, quiet, arch, model_factory) -> None:
+    """Check numeric parity and measure latency of MODEL on every form and backend.
+
+    MODEL is a checkpoint, an ONNX file, an engine or a zoo name; without
+    MODEL the shipped digits model runs end to end (fold -> export -> every
+    available backend) and its held-out accuracy is compared everywhere.
+    Exit code 1 if any result FAILs its tolerance (fp32 1e-5, tf32 1e-3,
+    fp16/bf16 1e-2 rel-L2 against the float32 training form).
+    """
+    from xvdeploy.bench import report as report_mod
+    from xvdeploy.bench.core import BenchConfig, run_bench
+    from xvdeploy.errors import ParityError, XVDeployError
+    from xvdeploy.fileio import check_output_path
+
+    for p in (json_path, md_path, plot_path):
+        if p is not None:
+            check_output_path(p, model if model and Path(model).exists() else None)
+    if plot_path is not None:
+        from xvdeploy._lazy import require
+
+        require("matplotlib", "--plot")
+    try:
+        batch_list = [int(b) for b in _csv(batches)]
+    except ValueError:
+        raise XVDeployError(f"--batch {batches!r}: expected positive integers joined by commas, e.g. 1,8") from None
+    shape = None
+    if input_shape:
+        from xvdeploy.cli.options import parse_shape
+
+        shape = parse_shape(f"1x{input_shape}", "--input-shape")[1:]
+    warm_iters, warm_s = _amount(warmup, "--warmup")
+    kind, images = data, None
+    if data and data.startswith("images"):
+        kind, _, rest = data.partition(":")
+        images = Path(rest) if rest else None
+    cfg = BenchConfig(model=model, backends=_csv(backends) if backends else None, batches=batch_list,
+                      input_shape=shape, precisions=_csv(precisions), devices=_csv(devices) if devices else None,
+                      warmup=warm_iters or 0, warmup_s=warm_s, iters=iters, duration_s=duration, seed=seed,
+                      data=kind, images_dir=images, compile=use_compile, cuda_graphs=cuda_graphs, threads=threads,
+                      arch=arch, model_factory=model_factory, pssa_plugin=pssa_plugin)
+    with _progress(quiet) as step:
+        result = run_bench(cfg, progress=step)
+    click.echo(report_mod.text(result))
+    if json_path:
+        report_mod.write_json(result, json_path)
+    if md_path:
+        report_mod.write_markdown(result, md_path)
+    if plot_path:
+        report_mod.write_plot(result, plot_path)
+    if result.failed:
+        raise ParityError("some results FAILED their parity tolerance (see the table)")
+
+
+class _progress:
+    """A rich spinner with the current step on a TTY (off with --quiet or when not a terminal)."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.enabled = not quiet and sys.stderr.isatty()
+        self.status = None
+
+    def __enter__(self):
+        if not self.enabled:
+            return lambda message: None
+        try:
+            from rich.console import Console
+        except ImportError:
+            return lambda message: click.echo(f"… {message}", err=True)
+        self.status = Console(stderr=True).status("preparing")
+        self.status.__enter__()
+        return lambda message: self.status.update(message)
+
+    def __exit__(self, *exc) -> None:
+        if self.status is not None:
+            self.status.__exit__(*exc)

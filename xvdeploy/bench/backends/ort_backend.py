@@ -1,0 +1,97 @@
+"""The ``onnxruntime`` backend: CPU execution provider, CUDA provider with I/O binding when present."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from xvdeploy._lazy import available
+from xvdeploy.bench.backends.base import BackendUnavailable, Runner, RunnerSpec
+
+PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
+
+
+def ort_support(precision: str, device: str) -> str | None:
+    """None if onnxruntime can run this precision on this device, else why not."""
+    if not available("onnxruntime"):
+        return "onnxruntime is not installed (pip install 'xvdeploy[onnx]')"
+    import onnxruntime as ort
+
+    if PROVIDERS.get(device) not in ort.get_available_providers():
+        return f"onnxruntime has no {PROVIDERS.get(device, device)} (install onnxruntime-gpu: pip install 'xvdeploy[gpu]')"
+    if precision == "tf32":
+        return "tf32 is a TensorRT/cuDNN math mode; onnxruntime runs fp32"
+    if precision == "bf16":
+        return "onnxruntime bf16 graphs are not supported by xvdeploy"
+    if precision == "fp16" and device == "cpu":
+        return "onnxruntime's CPU provider has no fp16 convolution kernels on x86"
+    return None
+
+
+class OrtRunner(Runner):
+    """Runs an ONNX file; ``fp16`` converts it first (inputs and outputs stay float32)."""
+
+    def __init__(self, spec: RunnerSpec, onnx_path: str | os.PathLike, threads: int | None = None,
+                 plugin: bool = False) -> None:
+        super().__init__(spec)
+        reason = ort_support(spec.precision, spec.device)
+        if reason:
+            raise BackendUnavailable("onnxruntime", reason)
+        self.onnx_path = Path(onnx_path)
+        self.threads = threads
+        self.plugin = plugin
+
+    def activate_impl(self) -> None:
+        import onnxruntime as ort
+
+        path = self.onnx_path
+        self._tmp = None
+        if self.spec.precision == "fp16":
+            from xvdeploy.trt.fp16 import convert_file_to_fp16
+
+            self._tmp = tempfile.TemporaryDirectory(prefix="xvdeploy-fp16-")
+            path = Path(self._tmp.name) / "fp16.onnx"
+            convert_file_to_fp16(self.onnx_path, path)
+        if self.plugin:
+            from xvdeploy.plugins.onnx_node import make_session
+
+            self.session = make_session(str(path))
+        else:
+            opts = ort.SessionOptions()
+            opts.log_severity_level = 3
+            if self.threads:
+                opts.intra_op_num_threads = self.threads
+            self.session = ort.InferenceSession(str(path), opts, providers=[PROVIDERS[self.spec.device]])
+        self.input_name = self.session.get_inputs()[0].name
+        self.output_name = self.session.get_outputs()[0].name
+        self.binding = None
+
+    def infer_impl(self, x: np.ndarray) -> np.ndarray:
+        return self.session.run([self.output_name], {self.input_name: x})[0]
+
+    def prepare_impl(self, x: np.ndarray) -> None:
+        self.x = x
+        if self.spec.device == "cuda":  # I/O binding: input uploaded once, output stays on the device
+            import onnxruntime as ort
+
+            self.x_dev = ort.OrtValue.ortvalue_from_numpy(x, "cuda", 0)
+            self.binding = self.session.io_binding()
+            self.binding.bind_ortvalue_input(self.input_name, self.x_dev)
+            self.binding.bind_output(self.output_name, "cuda", 0)
+
+    def run_prepared_impl(self) -> None:
+        if self.binding is not None:
+            self.session.run_with_iobinding(self.binding)
+        else:
+            self.session.run([self.output_name], {self.input_name: self.x})
+
+    def synchronize_impl(self) -> None:
+        if self.binding is not None:
+            self.binding.synchronize_outputs()
+
+    def deactivate_impl(self) -> None:
+        self.session = self.binding = self.x = None
+        if self._tmp is not None:
+            self._tmp.cleanup()

@@ -1,0 +1,341 @@
+"""``xvdeploy bench``: numeric parity and latency of every form on every available backend.
+
+Reference: the float32 PyTorch training form on CPU, on the same inputs (for
+an ONNX or engine input without a PyTorch model: onnxruntime CPU fp32 of the
+ONNX file, and the report says so).
+"""
+from __future__ import annotations
+
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from xvdeploy.bench.backends.base import BackendUnavailable, Runner, RunnerSpec
+from xvdeploy.bench.environment import environment
+from xvdeploy.bench.metrics import TOLERANCES, latency_stats, parity, status
+from xvdeploy.errors import XVDeployError
+
+BACKENDS = ("torch", "onnxruntime", "tensorrt")
+PRECISIONS = tuple(TOLERANCES)
+DATA_KINDS = ("random", "digits", "images")
+
+
+@dataclass
+class BenchConfig:
+    model: str | None = None
+    backends: list[str] | None = None  # None: every backend, unavailable ones listed as skipped
+    batches: list[int] = field(default_factory=lambda: [1])
+    input_shape: tuple[int, int, int] | None = None  # (C, H, W)
+    precisions: list[str] = field(default_factory=lambda: ["fp32"])
+    devices: list[str] | None = None  # None: cpu, plus cuda when there is one
+    warmup: int = 10
+    warmup_s: float | None = None
+    iters: int = 50
+    duration_s: float | None = None
+    seed: int = 0
+    data: str | None = None  # None: digits for the digits model, else random
+    images_dir: Path | None = None
+    compile: bool = False
+    cuda_graphs: bool = False
+    threads: int | None = None
+    arch: str | None = None
+    model_factory: str | None = None
+    pssa_plugin: bool = False
+
+
+@dataclass
+class BenchResult:
+    backend: str
+    form: str
+    precision: str
+    device: str
+    batch: int
+    input_shape: list[int]
+    latency_ms: dict
+    throughput: float | None
+    parity: dict | None
+    accuracy: float | None
+    status: str
+    options: dict = field(default_factory=dict)
+    times_ms: list[float] = field(default_factory=list, repr=False)
+
+    @property
+    def label(self) -> str:
+        extra = "+".join(k for k, v in self.options.items() if v is True)
+        return f"{self.backend}/{self.form}{'+' + extra if extra else ''} {self.precision} {self.device} b{self.batch}"
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d.pop("times_ms")
+        d["iterations"] = len(self.times_ms)
+        return d
+
+
+@dataclass
+class BenchReport:
+    environment: dict
+    model: str
+    reference: str
+    data: str
+    results: list[BenchResult] = field(default_factory=list)
+    skipped: list[dict] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        return any(r.status == "FAIL" for r in self.results)
+
+    def to_dict(self) -> dict:
+        return {"environment": self.environment, "model": self.model, "reference": self.reference, "data": self.data,
+                "results": [r.to_dict() for r in self.results], "skipped": self.skipped}
+
+
+# -- sources ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Sources:
+    name: str
+    train: torch.nn.Module | None = None
+    folded: torch.nn.Module | None = None
+    onnx: Path | None = None
+    plan: Path | None = None
+    shape: tuple[int, int, int] | None = None
+    classifier: bool = True
+    is_digits: bool = False
+
+
+def load_sources(cfg: BenchConfig, workdir: Path, need_onnx: bool) -> Sources:
+    from xvdeploy.checkpoint import model_form
+    from xvdeploy.cli.options import load_model_source
+    from xvdeploy.folding import fold
+
+    source = cfg.model
+    if source is None:
+        from xvdeploy import zoo
+
+        source = "xv_digits"
+        shipped = zoo.pretrained(source)
+        source = str(shipped)
+    path = Path(source)
+    if path.suffix == ".onnx":
+        if not path.is_file():
+            raise XVDeployError(f"{path}: no such file; expected an ONNX model")
+        return Sources(path.name, onnx=path, shape=_onnx_shape(path))
+    if path.suffix in (".plan", ".engine"):
+        if not path.is_file():
+            raise XVDeployError(f"{path}: no such file; expected a TensorRT engine")
+        return Sources(path.name, plan=path)
+    model, arch = load_model_source(source, cfg.arch, cfg.model_factory)
+    sources = Sources(arch or path.name, is_digits=arch == "xv_digits")
+    if model_form(model) == "train":
+        sources.train, sources.folded = model, fold(model)
+    else:
+        sources.folded = model
+    if arch:
+        from xvdeploy import zoo
+
+        sources.shape = zoo.input_shape(arch)
+    if need_onnx:
+        from xvdeploy.export import export_onnx
+
+        shape = cfg.input_shape or sources.shape
+        if shape is None:
+            raise XVDeployError("this model has no default input shape; give --input-shape CxHxW")
+        sources.onnx = workdir / "model.onnx"
+        export_onnx(sources.folded, sources.onnx, (1, *shape), check=False, compare_plain=False,
+                    pssa_plugin=cfg.pssa_plugin)
+    return sources
+
+
+def _onnx_shape(path: Path) -> tuple[int, int, int] | None:
+    import onnx
+
+    try:
+        dims = onnx.load(str(path), load_external_data=False).graph.input[0].type.tensor_type.shape.dim
+    except Exception as exc:
+        raise XVDeployError(f"{path}: not a readable ONNX file ({str(exc).splitlines()[0] if str(exc) else exc!r})") from None
+    values = [d.dim_value if d.dim_value > 0 else None for d in dims]
+    if len(values) == 4 and all(v is not None for v in values[1:]):
+        return tuple(values[1:])  # type: ignore[return-value]
+    return None
+
+
+# -- data -----------------------------------------------------------------------------------------------------
+
+
+def load_data(cfg: BenchConfig, shape: tuple[int, int, int], batch: int, is_digits: bool) -> tuple[np.ndarray, np.ndarray | None, str]:
+    """``(inputs, labels or None, description)``."""
+    from xvdeploy.data import digits_split, load_images, random_input
+
+    kind = cfg.data or ("digits" if is_digits else "random")
+    if kind == "digits":
+        if tuple(shape) != (1, 8, 8):
+            raise XVDeployError(f"--data digits feeds 1x8x8 images, the model takes {'x'.join(map(str, shape))}")
+        _, _, x, y = digits_split()
+        return x, y, f"digits held-out split ({len(x)} images)"
+    if kind == "images":
+        if cfg.images_dir is None:
+            raise XVDeployError("--data images needs a folder: --data images:DIR")
+        x = load_images(cfg.images_dir, shape)
+        return x, None, f"{len(x)} images from {cfg.images_dir}"
+    if kind == "random":
+        return random_input((batch, *shape), cfg.seed), None, f"random normal (seed {cfg.seed})"
+    raise XVDeployError(f"unknown --data {kind!r}; expected random, digits or images:DIR")
+
+
+def run_batches(runner_infer: Callable[[np.ndarray], np.ndarray], x: np.ndarray, batch: int) -> np.ndarray:
+    return np.concatenate([runner_infer(x[i:i + batch]) for i in range(0, len(x), batch)])
+
+
+# -- runners --------------------------------------------------------------------------------------------------
+
+
+def backend_reason(backend: str) -> str | None:
+    """Why a backend is not installed, or None."""
+    from xvdeploy._lazy import available
+
+    if backend == "onnxruntime":
+        return None if available("onnxruntime") else "onnxruntime is not installed; install it with: pip install 'xvdeploy[onnx]'"
+    if backend == "tensorrt":
+        from xvdeploy.trt import availability
+
+        return availability()
+    return None
+
+
+def make_runners(cfg: BenchConfig, src: Sources, devices: list[str], workdir: Path):
+    """Yield ``(spec, factory)`` for every combination asked for."""
+    from xvdeploy.bench.backends.ort_backend import OrtRunner
+    from xvdeploy.bench.backends.torch_backend import TorchRunner
+
+    backends = cfg.backends or list(BACKENDS)
+    for backend in backends:
+        for device in devices if backend != "tensorrt" else ["cuda"]:
+            for precision in cfg.precisions:
+                if backend == "torch":
+                    for form, model in (("train", src.train), ("folded", src.folded)):
+                        if model is None:
+                            continue
+                        spec = RunnerSpec("torch", form, precision, device)
+                        yield spec, lambda spec=spec, model=model: TorchRunner(
+                            spec, model, compile=cfg.compile, cuda_graph=cfg.cuda_graphs and spec.device == "cuda")
+                elif backend == "onnxruntime" and src.onnx is not None:
+                    spec = RunnerSpec("onnxruntime", "onnx-plugin" if cfg.pssa_plugin else "onnx", precision, device)
+                    yield spec, lambda spec=spec: OrtRunner(spec, src.onnx, cfg.threads, plugin=cfg.pssa_plugin)
+                elif backend == "tensorrt" and (src.onnx is not None or src.plan is not None):
+                    spec = RunnerSpec("tensorrt", "engine", precision, "cuda")
+
+                    def factory(spec=spec):
+                        reason = backend_reason("tensorrt")
+                        if reason:
+                            raise BackendUnavailable("tensorrt", reason)
+                        from xvdeploy.trt.runner import TensorRTRunner
+
+                        shape = (max(cfg.batches), *(cfg.input_shape or src.shape or ()))
+                        return TensorRTRunner(spec, src.plan, onnx=src.onnx, input_shape=shape if len(shape) == 4 else None,
+                                              cuda_graph=cfg.cuda_graphs, pssa_plugin=cfg.pssa_plugin)
+
+                    yield spec, factory
+
+
+def run_bench(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -> BenchReport:
+    """Run every asked-for combination; raise :class:`XVDeployError` for bad input."""
+    for b in cfg.backends or []:
+        if b not in BACKENDS:
+            raise XVDeployError(f"unknown backend {b!r}; expected some of {', '.join(BACKENDS)}")
+        reason = backend_reason(b)
+        if reason and b != "tensorrt":
+            raise XVDeployError(f"backend {b!r} was asked for but {reason}")
+        if reason and b == "tensorrt" and cfg.backends == ["tensorrt"]:
+            raise XVDeployError(f"backend 'tensorrt' was asked for but {reason}")
+    for p in cfg.precisions:
+        if p not in PRECISIONS:
+            raise XVDeployError(f"unknown precision {p!r}; expected some of {', '.join(PRECISIONS)}")
+    if any(b < 1 for b in cfg.batches):
+        raise XVDeployError(f"--batch sizes must be positive, got {cfg.batches}")
+    devices = cfg.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
+    backends = cfg.backends or list(BACKENDS)
+    with tempfile.TemporaryDirectory(prefix="xvdeploy-bench-") as tmp:
+        workdir = Path(tmp)
+        need_onnx = any(b in ("onnxruntime", "tensorrt") and not backend_reason(b) for b in backends)
+        src = load_sources(cfg, workdir, need_onnx)
+        shape = cfg.input_shape or src.shape
+        if shape is None:
+            raise XVDeployError("cannot tell the model's input size; give --input-shape CxHxW")
+        report = BenchReport(environment(), src.name, "", "")
+        reference_fn, report.reference = _reference(src)
+        skipped = report.skipped
+        for b in backends:
+            reason = backend_reason(b)
+            if reason:
+                skipped.append({"backend": b, "form": "*", "precision": "*", "device": "*", "reason": reason})
+        per_batch = {}
+        for batch in cfg.batches:
+            x, labels, report.data = load_data(cfg, shape, batch, src.is_digits)
+            try:
+                ref = run_batches(reference_fn, x, batch)
+            except RuntimeError as exc:
+                raise XVDeployError(f"the model cannot take batch {batch} of {'x'.join(map(str, shape))}: "
+                                    f"{str(exc).strip().splitlines()[0]}") from None
+            per_batch[batch] = (x, labels, ref)
+        for spec, factory in make_runners(cfg, src, devices, workdir):
+            if backend_reason(spec.backend):
+                continue
+            try:
+                runner = factory()
+            except BackendUnavailable as exc:
+                skipped.append({"backend": spec.backend, "form": spec.form, "precision": spec.precision,
+                                "device": spec.device, "reason": exc.reason})
+                continue
+            with runner:
+                for batch in cfg.batches:
+                    if progress:
+                        progress(f"{runner.name} batch {batch}")
+                    report.results.append(_measure(runner, cfg, batch, *per_batch[batch], src.classifier))
+        if not report.results:
+            reasons = "; ".join(f"{s['backend']} {s['precision']} {s['device']}: {s['reason']}" for s in skipped)
+            raise XVDeployError(f"nothing could run: {reasons}")
+    return report
+
+
+def _reference(src: Sources) -> tuple[Callable[[np.ndarray], np.ndarray], str]:
+    model = src.train if src.train is not None else src.folded
+    if model is not None:
+        model = model.float().eval()
+
+        def fn(x: np.ndarray) -> np.ndarray:
+            with torch.no_grad():
+                return model(torch.from_numpy(x)).numpy()
+
+        what = "float32 PyTorch training form (CPU)" if src.train is not None else \
+            "float32 PyTorch folded form (CPU; the checkpoint holds no training form)"
+        return fn, what
+    if src.onnx is not None:
+        from xvdeploy.export.onnx_export import ort_session
+
+        session = ort_session(src.onnx)
+        name = session.get_inputs()[0].name
+        return (lambda x: session.run(None, {name: x})[0]), "onnxruntime CPU fp32 of the ONNX file (no PyTorch model given)"
+    raise XVDeployError("an engine alone has no reference; bench the ONNX file or the checkpoint it came from")
+
+
+def _measure(runner: Runner, cfg: BenchConfig, batch: int, x: np.ndarray, labels, ref: np.ndarray,
+             classifier: bool) -> BenchResult:
+    y = run_batches(runner.infer, x, batch)
+    par = parity(y, ref, classifier)
+    accuracy = ref_accuracy = None
+    if labels is not None:
+        accuracy = float(np.mean(y.argmax(1) == labels))
+        ref_accuracy = float(np.mean(ref.argmax(1) == labels))
+    timing_input = x[:batch] if len(x) >= batch else np.resize(x, (batch, *x.shape[1:]))
+    times = runner.time(timing_input, warmup=cfg.warmup, iters=cfg.iters, warmup_s=cfg.warmup_s,
+                        duration_s=cfg.duration_s)
+    stats = latency_stats(times)
+    spec = runner.spec
+    return BenchResult(spec.backend, spec.form, spec.precision, spec.device, batch, [batch, *x.shape[1:]], stats,
+                       batch / (stats["p50"] / 1e3) if stats["p50"] else None, par, accuracy,
+                       status(par, spec.precision, accuracy, ref_accuracy), dict(spec.options), times)

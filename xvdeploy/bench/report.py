@@ -1,0 +1,86 @@
+"""Bench report outputs: JSON, Markdown table, latency plot."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from xvdeploy.bench.core import BenchReport
+from xvdeploy.cli.table import format_table, markdown_table
+from xvdeploy.fileio import atomic_path, write_text_atomic
+
+HEADERS = ["backend", "form", "precision", "device", "batch", "p50 ms", "p90 ms", "p99 ms", "mean ms", "items/s",
+           "rel-L2", "max|Δ|", "cosine", "top-1 agree", "accuracy", "status"]
+
+
+def _fmt(v, spec: str) -> str:
+    return "—" if v is None else format(v, spec)
+
+
+def rows(report: BenchReport) -> list[list[str]]:
+    out = []
+    for r in report.results:
+        p, lat = r.parity or {}, r.latency_ms
+        form = r.form + "".join(f"+{k.replace('_', '-')}" for k, v in r.options.items() if v is True)
+        out.append([r.backend, form, r.precision, r.device, r.batch, _fmt(lat["p50"], ".3f"), _fmt(lat["p90"], ".3f"),
+                    _fmt(lat["p99"], ".3f"), _fmt(lat["mean"], ".3f"), _fmt(r.throughput, ".1f"),
+                    _fmt(p.get("rel_l2"), ".2e"), _fmt(p.get("max_abs"), ".2e"), _fmt(p.get("cosine"), ".6f"),
+                    _fmt(p.get("top1_agreement"), ".4f"), _fmt(r.accuracy, ".4f"), r.status])
+    return out
+
+
+def environment_lines(report: BenchReport) -> list[str]:
+    env = report.environment
+    gpu = env["gpu"]["name"] if env.get("gpu") else "none"
+    versions = ", ".join(f"{k} {v}" for k, v in env["versions"].items() if v)
+    return [f"model: {report.model}; data: {report.data}; reference: {report.reference}",
+            f"machine: {env['cpu']} ({env['cpu_count']} CPUs, torch threads {env['torch_threads']}), GPU: {gpu}",
+            f"versions: {versions}; date: {env['date']}"]
+
+
+def text(report: BenchReport) -> str:
+    lines = environment_lines(report) + [""] + format_table(HEADERS, rows(report)).splitlines()
+    lines += [f"skipped: {s['backend']} {s['form']} {s['precision']} {s['device']}: {s['reason']}" for s in report.skipped]
+    fails = sum(r.status == "FAIL" for r in report.results)
+    lines.append(f"{len(report.results) - fails} passed, {fails} failed" if report.results else "nothing ran")
+    return "\n".join(lines)
+
+
+def markdown(report: BenchReport) -> str:
+    lines = ["# xvdeploy bench", ""] + [f"- {line}" for line in environment_lines(report)] + ["",
+             markdown_table(HEADERS, rows(report)), ""]
+    if report.skipped:
+        lines += ["Skipped:", ""] + [f"- {s['backend']} {s['form']} {s['precision']} {s['device']}: {s['reason']}"
+                                     for s in report.skipped] + [""]
+    return "\n".join(lines)
+
+
+def write_json(report: BenchReport, path: Path) -> None:
+    write_text_atomic(path, json.dumps(report.to_dict(), indent=2) + "\n")
+
+
+def write_markdown(report: BenchReport, path: Path) -> None:
+    write_text_atomic(path, markdown(report))
+
+
+def write_plot(report: BenchReport, path: Path) -> None:
+    """Latency distribution per result (box plot, log scale), titled with model, machine and date."""
+    from xvdeploy._lazy import require
+
+    matplotlib = require("matplotlib", "Plotting")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    results = [r for r in report.results if r.times_ms]
+    fig, ax = plt.subplots(figsize=(10, 1.2 + 0.45 * max(1, len(results))))
+    ax.boxplot([r.times_ms for r in results], vert=False, showfliers=True, whis=(5, 95))
+    ax.set_yticks(range(1, len(results) + 1), [f"{r.label} [{r.status}]" for r in results], fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xlabel("latency per iteration (ms, log scale; box: p25–p75, whiskers: p5–p95)")
+    env = report.environment
+    gpu = f", {env['gpu']['name']}" if env.get("gpu") else ""
+    ax.set_title(f"xvdeploy bench: {report.model} — {env['cpu']}{gpu} — {env['date'][:10]}", fontsize=9)
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
