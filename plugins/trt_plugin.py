@@ -194,7 +194,7 @@ def _torch_view(t: Any):
     return torch.as_tensor(t, device="cuda")
 
 
-def _make_defs(trt: Any, trtp: Any, mode: str) -> dict[str, Any]:
+def _make_defs(trtp: Any, mode: str) -> dict[str, Any]:
     """The decorated functions of one plugin (annotations set explicitly: TensorRT inspects real types)."""
     import numpy.typing as npt
     from typing import List, Tuple, Union
@@ -277,11 +277,11 @@ def register_trt_plugin() -> dict[str, list[str]]:
         return _state["registered"]
     from xvdeploy._lazy import require
 
-    trt = require("tensorrt", "The TensorRT PSSA plugin")
+    require("tensorrt", "The TensorRT PSSA plugin")
     trtp = require("tensorrt.plugin", "The TensorRT PSSA plugin (tensorrt.plugin needs TensorRT >= 10.6)")
     out: dict[str, list[str]] = {}
     for mode in PLUGIN_NAMES:
-        out[plugin_id(mode)] = list(_make_defs(trt, trtp, mode))
+        out[plugin_id(mode)] = list(_make_defs(trtp, mode))
     _state["registered"] = out
     return out
 

@@ -137,7 +137,7 @@ def _stub_trtp():
 @pytest.mark.parametrize("mode", ["sum", "concat"])
 def test_plugin_definitions_follow_the_qdp_schemas(monkeypatch, mode):
     trtp, reg = _stub_trtp()
-    parts = trt_plugin._make_defs(None, trtp, mode)
+    parts = trt_plugin._make_defs(trtp, mode)
     assert set(parts) == {"register", "autotune", "impl", "aot_impl"}
     defs = reg[plugin_id(mode)]
     expected = {
