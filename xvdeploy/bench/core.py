@@ -155,12 +155,16 @@ def _onnx_shape(path: Path) -> tuple[int, int, int] | None:
     import onnx
 
     try:
-        dims = onnx.load(str(path), load_external_data=False).graph.input[0].type.tensor_type.shape.dim
+        proto = onnx.load(str(path), load_external_data=False)
+        dims = proto.graph.input[0].type.tensor_type.shape.dim
     except Exception as exc:
         raise XVDeployError(f"{path}: not a readable ONNX file ({str(exc).splitlines()[0] if str(exc) else exc!r})") from None
     values = [d.dim_value if d.dim_value > 0 else None for d in dims]
     if len(values) == 4 and all(v is not None for v in values[1:]):
         return tuple(values[1:])  # type: ignore[return-value]
+    exported = {p.key: p.value for p in proto.metadata_props}.get("xvdeploy.input_shape")  # written by export
+    if exported:
+        return tuple(int(v) for v in exported.split("x")[1:])  # type: ignore[return-value]
     return None
 
 

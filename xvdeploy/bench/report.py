@@ -72,7 +72,7 @@ def write_plot(report: BenchReport, path: Path) -> None:
 
     results = [r for r in report.results if r.times_ms]
     fig, ax = plt.subplots(figsize=(10, 1.2 + 0.45 * max(1, len(results))))
-    ax.boxplot([r.times_ms for r in results], vert=False, showfliers=True, whis=(5, 95))
+    ax.boxplot([r.times_ms for r in results], orientation="horizontal", showfliers=True, whis=(5, 95))
     ax.set_yticks(range(1, len(results) + 1), [f"{r.label} [{r.status}]" for r in results], fontsize=8)
     ax.set_xscale("log")
     ax.set_xlabel("latency per iteration (ms, log scale; box: p25–p75, whiskers: p5–p95)")

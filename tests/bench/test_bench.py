@@ -1,0 +1,128 @@
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from tests.cli.conftest import assert_one_line_error, invoke
+from xvdeploy.bench.backends.base import BackendUnavailable, RunnerSpec
+from xvdeploy.bench.backends.ort_backend import OrtRunner
+from xvdeploy.bench.backends.torch_backend import TorchRunner
+from xvdeploy.bench.core import BenchConfig, run_bench
+from xvdeploy.bench.metrics import latency_stats, parity, status
+
+
+def test_parity_metrics():
+    ref = np.array([[1.0, 2.0, 3.0], [3.0, 1.0, 0.0]], dtype=np.float32)
+    y = ref.copy()
+    y[1, 1] = 4.0  # flips the second row's argmax
+    p = parity(y, ref)
+    assert p["max_abs"] == pytest.approx(3.0)
+    assert p["rel_l2"] == pytest.approx(3.0 / np.linalg.norm(ref))
+    assert p["top1_agreement"] == 0.5 and 0 < p["cosine"] < 1
+    assert status(p, "fp32") == "FAIL" and status(parity(ref, ref), "fp32") == "PASS"
+    assert status({"rel_l2": float("nan")}, "fp16") == "FAIL"
+
+
+def test_latency_stats():
+    s = latency_stats([1.0, 2.0, 3.0, 4.0, 100.0])
+    assert s["p50"] == 3.0 and s["min"] == 1.0 and s["max"] == 100.0 and s["mean"] == 22.0
+
+
+def test_runner_lifecycle_and_timing():
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.Flatten())
+    runner = TorchRunner(RunnerSpec("torch", "folded"), model)
+    x = np.ones((2, 1, 4, 4), np.float32)
+    with pytest.raises(Exception, match="not active"):
+        runner.infer(x)
+    with runner:
+        np.testing.assert_allclose(runner.infer(x), model(torch.from_numpy(x)).detach().numpy(), rtol=1e-6)
+        times = runner.time(x, warmup=2, iters=5)
+        assert len(times) == 5 and all(t > 0 for t in times)
+        start = time.perf_counter()
+        timed = runner.time(x, warmup_s=0.05, duration_s=0.1)
+        assert len(timed) > 0 and time.perf_counter() - start >= 0.15
+    assert not runner.is_active
+
+
+def test_fp16_on_cpu_is_unavailable_with_reason():
+    with pytest.raises(BackendUnavailable, match="needs a CUDA device"):
+        TorchRunner(RunnerSpec("torch", "train", "fp16", "cpu"), torch.nn.Identity())
+    with pytest.raises(BackendUnavailable, match="no fp16"):
+        OrtRunner(RunnerSpec("onnxruntime", "onnx", "fp16", "cpu"), "x.onnx")
+
+
+def test_default_bench_runs_the_digits_model_everywhere(tmp_path):
+    out_json, out_md, out_png = tmp_path / "b.json", tmp_path / "b.md", tmp_path / "b.png"
+    result = invoke("bench", "--iters", "3", "--warmup", "1", "--json", out_json, "--markdown", out_md,
+                    "--plot", out_png, "--quiet")
+    assert result.exit_code == 0, result.output
+    data = json.loads(out_json.read_text())
+    assert {"environment", "results"} <= set(data)
+    rows = {(r["backend"], r["form"]): r for r in data["results"]}
+    assert {("torch", "train"), ("torch", "folded"), ("onnxruntime", "onnx")} <= set(rows)
+    accuracies = {r["accuracy"] for r in data["results"]}
+    assert len(accuracies) == 1 and accuracies.pop() >= 0.95  # identical accuracy in every form and backend
+    for r in data["results"]:
+        assert r["status"] == "PASS" and r["parity"]["top1_agreement"] == 1.0
+        assert set(r["latency_ms"]) == {"p50", "p90", "p99", "mean", "min", "max"} and r["throughput"] > 0
+    if "tensorrt" not in {r["backend"] for r in data["results"]}:
+        assert any(s["backend"] == "tensorrt" and "TensorRT" in s["reason"] for s in data["skipped"])
+        assert "skipped: tensorrt" in result.output
+    assert "| backend |" in out_md.read_text() and out_png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_bench_onnx_file_batches_and_random_data(tmp_path, digits_checkpoint):
+    onnx_path = tmp_path / "d.onnx"
+    assert invoke("export", digits_checkpoint, "-o", onnx_path, "--no-compare").exit_code == 0
+    report = run_bench(BenchConfig(model=str(onnx_path), backends=["onnxruntime"], batches=[1, 3], iters=2, warmup=1))
+    assert [r.batch for r in report.results] == [1, 3]
+    assert "no PyTorch model given" in report.reference and all(r.status == "PASS" for r in report.results)
+
+
+def test_bench_images_folder(tmp_path):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(3):
+        Image.fromarray((np.random.default_rng(i).random((12, 10)) * 255).astype(np.uint8)).save(folder / f"{i}.png")
+    report = run_bench(BenchConfig(data="images", images_dir=folder, backends=["torch"], iters=2, warmup=0))
+    assert "3 images" in report.data and all(r.input_shape == [1, 1, 8, 8] for r in report.results)
+
+
+def test_bench_failure_exit_code(tmp_path, monkeypatch):
+    import xvdeploy.bench.metrics as metrics
+
+    monkeypatch.setitem(metrics.TOLERANCES, "fp32", -1.0)  # nothing can pass: the FAIL path must be reported
+    result = invoke("bench", "--backends", "torch", "--iters", "2", "--quiet")
+    assert result.exit_code == 1 and "FAIL" in result.output
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["--backends", "tvm"], ["unknown backend 'tvm'"]),
+    (["--backends", "tensorrt"], ["backend 'tensorrt' was asked for but", "pip install"]),
+    (["--precision", "fp8"], ["unknown precision 'fp8'"]),
+    (["--batch", "0"], ["--batch sizes must be positive"]),
+    (["--batch", "x"], ["expected positive integers"]),
+    (["--input-shape", "3x8x8"], ["cannot take input shape 1x3x8x8"]),
+    (["no/such/model.safetensors"], ["no such file"]),
+    (["--precision", "fp16", "--backends", "torch", "--device", "cpu"], ["nothing could run", "needs a CUDA device"]),
+    (["--warmup", "abc"], ["expected a number of iterations"]),
+])
+def test_bench_bad_input(args, fragments, tmp_path):
+    if args == ["--backends", "tensorrt"]:
+        from xvdeploy.trt import availability
+
+        if availability() is None:
+            pytest.skip("TensorRT is usable here")
+    result = invoke("bench", *args, "--iters", "1", "--quiet")
+    assert_one_line_error(result, *fragments)
+
+
+def test_bench_model_cannot_take_shape():
+    result = invoke("bench", "xv_resnet34_s3", "--input-shape", "4x32x32", "--backends", "torch", "--iters", "1",
+                    "--quiet", "--data", "random")
+    assert_one_line_error(result, "cannot take batch 1 of 4x32x32")
