@@ -16,6 +16,8 @@ input errors come first and the build is never started for a bad request.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import os
 import time
 from dataclasses import dataclass, field
@@ -126,8 +128,36 @@ def check_build_request(onnx_path: Path, plan_path: Path, settings: BuildSetting
             raise XVDeployError(f"{onnx_path} does not end in .onnx; expected an ONNX model")
         return None
     inputs = read_onnx_inputs(onnx_path)
-    check_profiles(settings.profiles, inputs)
+    check_profiles(settings.profiles or default_profiles(onnx_path, inputs), inputs)
     return inputs
+
+
+#: the largest batch of the default profile of an 'xvdeploy export' graph
+DEFAULT_MAX_BATCH = 8
+
+
+def default_profiles(onnx_path: Path, inputs: dict[str, DeclaredShape]) -> tuple:
+    """One profile for a graph written by ``xvdeploy export`` when no shapes are given.
+
+    Its example shape (metadata ``xvdeploy.input_shape``) is the opt shape, the
+    batch ranges over 1..max(8, N), height and width stay at the example's
+    (like trtexec, give --min/--opt/--max-shape for other ranges). Other graphs
+    get no default: their dynamic inputs need explicit shapes.
+    """
+    from xvdeploy.trt.shapes import ShapeRange
+
+    onnx = require("onnx", "Reading the model's inputs")
+    meta = {p.key: p.value for p in onnx.load(str(onnx_path), load_external_data=False).metadata_props}
+    example = meta.get("xvdeploy.input_shape")
+    if not example or len(inputs) != 1:
+        return ()
+    name, declared = next(iter(inputs.items()))
+    opt = tuple(int(v) for v in example.split("x"))
+    if len(opt) != len(declared):
+        return ()
+    lo = tuple(1 if (axis == 0 and d < 0) else o for axis, (d, o) in enumerate(zip(declared, opt)))
+    hi = tuple(max(DEFAULT_MAX_BATCH, o) if (axis == 0 and d < 0) else o for axis, (d, o) in enumerate(zip(declared, opt)))
+    return ({name: ShapeRange(lo, opt, hi)},)
 
 
 # -- TensorRT -----------------------------------------------------------------------------------------
@@ -282,7 +312,9 @@ def build_engine(
     onnx_path, plan_path = Path(onnx_path), Path(plan_path)
     cache_path = Path(timing_cache) if timing_cache is not None else None
     settings = BuildSettings(precision, tuple(profiles), workspace_mib, opt_level, pssa_plugin)
-    check_build_request(onnx_path, plan_path, settings, cache_path)
+    inputs = check_build_request(onnx_path, plan_path, settings, cache_path)
+    if not settings.profiles and inputs is not None:
+        settings = dataclasses.replace(settings, profiles=default_profiles(onnx_path, inputs))
     say: Progress = progress or (lambda _line: None)
 
     trt = require_tensorrt()
