@@ -161,3 +161,37 @@ def test_cli_export_output_checks(tmp_path, digits_checkpoint):
     assert_one_line_error(invoke("export", src, "-o", src), "is the input file")
     assert_one_line_error(invoke("export", src, "-o", tmp_path / "missing" / "x.onnx"), "does not exist")
     assert digest(src) == before and sorted(p.name for p in tmp_path.iterdir()) == ["digits.safetensors"]
+
+
+def test_pssa_plugin_export_one_custom_node_per_step_and_bench(tmp_path, digits_checkpoint):
+    pytest.importorskip("onnxruntime_extensions")
+    std, plug = tmp_path / "std.onnx", tmp_path / "plugin.onnx"
+    assert invoke("export", digits_checkpoint, "-o", std, "--no-compare").exit_code == 0
+    result = invoke("export", digits_checkpoint, "-o", plug, "--pssa-plugin")
+    assert result.exit_code == 0, result.output
+    proto = onnx.load(str(plug))
+    custom = [n for n in proto.graph.node if n.domain not in ("", "ai.onnx")]
+    assert len(custom) == 2 and all(n.op_type == "PSSA" for n in custom)  # one node per X-volution block
+    assert not {"Pad", "Mul"} & {n.op_type for n in proto.graph.node}  # the rest stays standard
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in custom[0].attribute}
+    assert attrs["plugin_namespace"] == b"xvdeploy" and list(attrs["shifts"])[:2] == [-1, -1]
+    from xvdeploy.export.onnx_export import ort_session
+
+    x = np.random.default_rng(0).standard_normal((5, 1, 8, 8), dtype=np.float32)
+    y_std = ort_session(std).run(None, {"input": x})[0]
+    y_plug = ort_session(plug).run(None, {"input": x})[0]
+    assert rel_l2(torch.from_numpy(y_plug), torch.from_numpy(y_std)) <= 1e-5
+    bench = invoke("bench", plug, "--backends", "onnxruntime", "--iters", "2", "--quiet")
+    assert bench.exit_code == 0 and "onnx-plugin" in bench.output, bench.output
+    both = invoke("bench", "--backends", "onnxruntime", "--pssa-plugin", "--iters", "2", "--quiet")
+    assert both.exit_code == 0 and "onnx-plugin" in both.output and "0.9911" in both.output, both.output
+
+
+def test_folded_module_can_use_the_fused_op(digits_checkpoint):
+    from xvdeploy.folding import use_pssa_plugin
+
+    model = fold(load_checkpoint(digits_checkpoint))
+    x = torch.randn(3, 1, 8, 8)
+    y = model(x)
+    assert use_pssa_plugin(model) == 2
+    torch.testing.assert_close(model(x), y, rtol=1e-5, atol=1e-6)

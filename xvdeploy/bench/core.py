@@ -228,8 +228,11 @@ def make_runners(cfg: BenchConfig, src: Sources, devices: list[str], workdir: Pa
                         yield spec, lambda spec=spec, model=model: TorchRunner(
                             spec, model, compile=cfg.compile, cuda_graph=cfg.cuda_graphs and spec.device == "cuda")
                 elif backend == "onnxruntime" and src.onnx is not None:
-                    spec = RunnerSpec("onnxruntime", "onnx-plugin" if cfg.pssa_plugin else "onnx", precision, device)
-                    yield spec, lambda spec=spec: OrtRunner(spec, src.onnx, cfg.threads, plugin=cfg.pssa_plugin)
+                    from xvdeploy.export.onnx_export import has_plugin_nodes
+
+                    plugin = has_plugin_nodes(src.onnx)
+                    spec = RunnerSpec("onnxruntime", "onnx-plugin" if plugin else "onnx", precision, device)
+                    yield spec, lambda spec=spec: OrtRunner(spec, src.onnx, cfg.threads, plugin=plugin)
                 elif backend == "tensorrt" and (src.onnx is not None or src.plan is not None):
                     spec = RunnerSpec("tensorrt", "engine", precision, "cuda")
 

@@ -203,8 +203,21 @@ def _finalise(proto, metadata: dict[str, str]) -> list[str]:
     return [AXIS_NAMES[i] for i, d in enumerate(dims) if d.dim_param and i in AXIS_NAMES]
 
 
+def has_plugin_nodes(path: str | os.PathLike) -> bool:
+    """Whether an ONNX file holds custom PSSA nodes (written by ``export --pssa-plugin``)."""
+    onnx = require("onnx", "Reading ONNX files")
+    from xvdeploy.export.census import census, non_standard
+
+    return any(c.op_type.startswith("PSSA") for c in non_standard(census(onnx.load(str(path), load_external_data=False))))
+
+
 def ort_session(path_or_bytes, providers: list[str] | None = None):
+    """An onnxruntime session (CPU by default); graphs with PSSA nodes get the extensions' custom op."""
     ort = require("onnxruntime", "The onnxruntime backend")
+    if not isinstance(path_or_bytes, bytes) and has_plugin_nodes(path_or_bytes):
+        from xvdeploy.plugins.onnx_node import make_session
+
+        return make_session(str(path_or_bytes))
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     return ort.InferenceSession(path_or_bytes if isinstance(path_or_bytes, bytes) else str(path_or_bytes),
@@ -253,9 +266,16 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, input_shape: tuple[in
     translation_table = None
     export_model = model
     if pssa_plugin:
-        from xvdeploy.plugins.onnx_node import plugin_model, translation_table as plugin_table
+        import copy
 
-        export_model, translation_table = plugin_model(model), plugin_table()
+        from xvdeploy.folding import use_pssa_plugin
+        from xvdeploy.plugins.onnx_node import custom_translation_table
+
+        export_model = copy.deepcopy(model)
+        if not use_pssa_plugin(export_model):
+            raise XVDeployError("--pssa-plugin: the model has no folded X-volution block to replace; "
+                                "export the folded form (without --no-fold)")
+        translation_table = custom_translation_table()
     x = torch.zeros(input_shape, dtype=_dtype(model))
     dynamic = resolve_dynamic(dynamic)
     notes: list[str] = []
@@ -291,11 +311,11 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, input_shape: tuple[in
         from xvdeploy.export.trt_compat import check_trt_compat
 
         trt = check_trt_compat(proto)
-        report.trt, report.trt_lines = trt.to_dict(), trt.format_lines()
+        report.trt, report.trt_lines = trt.to_dict(), trt.format_lines(show_ok=False)
         if check:
             index = {v: k for k, v in AXIS_NAMES.items()}
             dyn = {index[a]: a for a in dynamic_axes}
-            session = _session_for(tmp, pssa_plugin)
+            session = ort_session(tmp)
             report.parity = parity_check(model, session, [input_shape, second_shape(input_shape, dyn)])
             if not report.parity_ok and not force:
                 raise ParityError("onnxruntime output differs from PyTorch: " + "; ".join(
@@ -304,14 +324,6 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, input_shape: tuple[in
             report.forced = not report.parity_ok
     report.written = True
     return report
-
-
-def _session_for(path: Path, pssa_plugin: bool):
-    if pssa_plugin:
-        from xvdeploy.plugins.onnx_node import make_session
-
-        return make_session(str(path))
-    return ort_session(path)
 
 
 def _plain_census(model: nn.Module, x: torch.Tensor, opset: int) -> list[OpCount]:

@@ -135,3 +135,18 @@ def fold(model: nn.Module, inplace: bool = False) -> nn.Module:
     running statistics (eval mode) are used.
     """
     return fold_with_records(model, inplace)[0]
+
+
+def use_pssa_plugin(model: nn.Module, enabled: bool = True) -> int:
+    """Make every folded X-volution compute its PSSA step with ``torch.ops.xvdeploy.pssa``.
+
+    The fused op runs the Triton kernel on CUDA and the reference math on CPU
+    (identical results to the depthwise-shift subgraph). Returns how many
+    blocks were switched.
+    """
+    from xvdeploy.ops.xvolution import XVolutionFolded
+
+    blocks = [m for m in model.modules() if isinstance(m, XVolutionFolded)]
+    for m in blocks:
+        m.use_plugin = enabled
+    return len(blocks)

@@ -135,7 +135,18 @@ class XVolutionFolded(FoldedOp):
     def shifts(self) -> list[tuple[int, int]]:
         return list(self.shift_kernel.shifts)
 
+    #: compute ``T`` with the fused op ``torch.ops.xvdeploy.pssa`` (Triton on CUDA) instead of the
+    #: depthwise-shift subgraph; set with :func:`xvdeploy.folding.use_pssa_plugin`
+    use_plugin: bool = False
+
     def pssa(self, x: torch.Tensor) -> torch.Tensor:
+        if self.use_plugin:
+            import xvdeploy.plugins  # noqa: F401  (registers torch.ops.xvdeploy.*)
+
+            flat = [v for s in self.shift_kernel.shifts for v in s]
+            if self.mode == "sum":
+                return torch.ops.xvdeploy.pssa(x, flat)
+            return torch.ops.xvdeploy.pssa_concat(x, flat, True)  # channel-major, as the merged conv expects
         return pssa_depthwise(x, self.shift_kernel, self.shift_weight, self.mode, self.repeat_weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
