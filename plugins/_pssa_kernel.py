@@ -10,8 +10,9 @@ programs walk one plane, so the neighbour rows a shift reads are in L2). For
 each pixel ``p = (h, w)`` and each shift ``(dy, dx)`` it reads
 ``X[(h - dy) mod H, (w - dx) mod W]`` (``torch.roll`` semantics), so
 
-* "sum":    ``T[p] = X[p] · Σ_s X[p - s]`` accumulated in fp32 (fp64 for fp64);
-* "concat": ``T[n, s·C + c, p] = X[p] · X[p - s]``.
+* ``MODE = 0`` ("sum"): ``T[p] = X[p] · Σ_s X[p - s]`` accumulated in fp32 (fp64 for fp64);
+* ``MODE = 1`` ("concat"): ``T[n, s·C + c, p] = X[p] · X[p - s]`` (the reference order);
+* ``MODE = 2`` ("concat", channel-major): ``T[n, c·|S| + s, p]`` (the folded modules' order).
 
 The argument order (input pointer, int32 scalars, output pointer, constexprs)
 is the one TensorRT's AOT plugins launch with (inputs, extra args, outputs).
@@ -32,7 +33,7 @@ def pssa_kernel(
     out_ptr,
     SHIFTS: tl.constexpr,
     NUM_SHIFTS: tl.constexpr,
-    CONCAT: tl.constexpr,
+    MODE: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
     pid = tl.program_id(0)
@@ -69,12 +70,15 @@ def pssa_kernel(
             ws = w - sx
             ws = tl.where(ws < 0, ws + W, ws)
         v = tl.load(x_ptr + base + hs * W + ws, mask=mask, other=0.0).to(x.dtype)
-        if CONCAT:
+        if MODE == 1:
             n = plane // C
             c = plane - n * C
             obase = ((n * NUM_SHIFTS + i) * C + c).to(tl.int64) * hw
             tl.store(out_ptr + obase + offs, (x * v).to(out_ptr.dtype.element_ty), mask=mask)
+        elif MODE == 2:
+            obase = (plane.to(tl.int64) * NUM_SHIFTS + i) * hw
+            tl.store(out_ptr + obase + offs, (x * v).to(out_ptr.dtype.element_ty), mask=mask)
         else:
             acc += v
-    if not CONCAT:
+    if MODE == 0:
         tl.store(out_ptr + base + offs, (x * acc).to(out_ptr.dtype.element_ty), mask=mask)

@@ -11,6 +11,8 @@ Each PSSA step becomes exactly one node; everything else stays standard ONNX:
                    Python ops take only int64/float/string attributes)
 ``plugin_namespace``  STRING ``"xvdeploy"`` (:data:`PLUGIN_NAMESPACE`)
 ``plugin_version``    STRING ``"1"``
+``channel_major``  INT 0/1, ``PSSAConcat`` only: output channel ``s·C + c`` (0,
+                   the reference order) or ``c·|S| + s`` (1, the folded modules')
 =================  ==========================================================
 
 Domain choice: onnxruntime-extensions registers every Python op in its own
@@ -24,10 +26,12 @@ plugin declares (here ``shifts``). An optional INT attribute ``aot`` (see
 :func:`mark_aot`) makes the parser pick the plugin's AOT (or JIT)
 implementation.
 
-Export (``torch.onnx.export(..., dynamo=True)``)::
+Export (``torch.onnx.export(..., dynamo=True)``) of a model whose PSSA steps
+call ``torch.ops.xvdeploy.pssa*`` (:func:`plugin_model` makes such a copy of a
+folded model)::
 
-    from xvdeploy.plugins.onnx_node import custom_translation_table
-    torch.onnx.export(model, args, dynamo=True,
+    from xvdeploy.plugins.onnx_node import custom_translation_table, plugin_model
+    torch.onnx.export(plugin_model(folded), args, dynamo=True,
                       custom_translation_table=custom_translation_table())
 
 Run in onnxruntime (CPU, float32)::
@@ -83,25 +87,29 @@ def shifts_from_str(text: str) -> list[int]:
     return _flat(values)
 
 
-def node_attributes(shifts: Sequence[int] | Sequence[Sequence[int]]) -> dict[str, Any]:
-    """The attributes of a PSSA node for ``shifts`` (flat or pairs)."""
+def node_attributes(shifts: Sequence[int] | Sequence[Sequence[int]], channel_major: bool | None = None) -> dict[str, Any]:
+    """The attributes of a PSSA node for ``shifts`` (flat or pairs); ``channel_major`` for ``PSSAConcat``."""
     flat = _flat(shifts)
-    return {
+    attrs: dict[str, Any] = {
         "shifts": flat,
         "shifts_str": ",".join(str(v) for v in flat),
         "plugin_namespace": PLUGIN_NAMESPACE,
         "plugin_version": PLUGIN_VERSION,
     }
+    if channel_major is not None:
+        attrs["channel_major"] = int(bool(channel_major))
+    return attrs
 
 
 def make_node(inp: str, out: str, shifts: Sequence[int] | Sequence[Sequence[int]], mode: str = "sum",
-              name: str | None = None):
+              name: str | None = None, channel_major: bool = False):
     """An ``onnx.NodeProto`` of the plugin form (for graph surgery and tests)."""
     import onnx
 
     if mode not in OP_TYPES:
         raise XVDeployError(f"unknown PSSA mode {mode!r}; expected one of {', '.join(OP_TYPES)}")
-    return onnx.helper.make_node(OP_TYPES[mode], [inp], [out], name=name, domain=DOMAIN, **node_attributes(shifts))
+    attrs = node_attributes(shifts, channel_major if mode == "concat" else None)
+    return onnx.helper.make_node(OP_TYPES[mode], [inp], [out], name=name, domain=DOMAIN, **attrs)
 
 
 def is_plugin_node(node) -> bool:
@@ -150,23 +158,27 @@ def register_onnx_schemas() -> None:
     types = ["tensor(float)", "tensor(float16)", "tensor(bfloat16)", "tensor(double)"]
     docs = {
         "PSSA": "T = X * sum_s roll_s(X) (cyclic shifts, torch.roll semantics); xvdeploy PSSA plugin.",
-        "PSSAConcat": "T = concat_s(X * roll_s(X)) along channels (index s*C + c); xvdeploy PSSA plugin.",
+        "PSSAConcat": "T = concat_s(X * roll_s(X)) along channels; xvdeploy PSSA plugin.",
     }
     for op_type, doc in docs.items():
         if defs.has(op_type, OPSET_VERSION, DOMAIN):
             continue
+        attributes = [
+            attr("shifts", attr_type.INTS, "flat shift list [dy0, dx0, dy1, dx1, ...]", required=True),
+            attr("shifts_str", attr_type.STRING, "the shift list as 'dy0,dx0,...'", required=True),
+            attr("plugin_namespace", attr_type.STRING, "TensorRT plugin namespace", required=True),
+            attr("plugin_version", attr_type.STRING, "TensorRT plugin version", required=True),
+            attr("aot", attr_type.INT, "TensorRT: 1 = AOT, 0 = JIT implementation", required=False),
+        ]
+        if op_type == "PSSAConcat":
+            attributes.append(attr("channel_major", attr_type.INT,
+                                   "1: output channel c*|S| + s; 0: s*C + c", required=True))
         schema = defs.OpSchema(
             op_type, DOMAIN, OPSET_VERSION, doc,
             inputs=[param("X", "T", "N×C×H×W input")],
             outputs=[param("Y", "T", "PSSA output")],
             type_constraints=[("T", types, "floating-point tensors")],
-            attributes=[
-                attr("shifts", attr_type.INTS, "flat shift list [dy0, dx0, dy1, dx1, ...]", required=True),
-                attr("shifts_str", attr_type.STRING, "the shift list as 'dy0,dx0,...'", required=True),
-                attr("plugin_namespace", attr_type.STRING, "TensorRT plugin namespace", required=True),
-                attr("plugin_version", attr_type.STRING, "TensorRT plugin version", required=True),
-                attr("aot", attr_type.INT, "TensorRT: 1 = AOT, 0 = JIT implementation", required=False),
-            ],
+            attributes=attributes,
         )
         defs.register_schema(schema)
     _state["schemas"] = True
@@ -185,9 +197,9 @@ def pssa_translation(x, shifts):
     return _opset().PSSA(x, **node_attributes(list(shifts)))
 
 
-def pssa_concat_translation(x, shifts):
+def pssa_concat_translation(x, shifts, channel_major=False):
     """``torch.ops.xvdeploy.pssa_concat.default`` → one ``PSSAConcat`` node."""
-    return _opset().PSSAConcat(x, **node_attributes(list(shifts)))
+    return _opset().PSSAConcat(x, **node_attributes(list(shifts), bool(channel_major)))
 
 
 def custom_translation_table() -> dict[Any, Callable]:
@@ -206,16 +218,84 @@ def custom_translation_table() -> dict[Any, Callable]:
     }
 
 
+#: the name ``xvdeploy.export`` imports.
+translation_table = custom_translation_table
+
+
+def _is_folded_pssa_step(module) -> bool:
+    """A folded operator whose ``pssa(x)`` computes the depthwise-shift PSSA (``XVolutionFolded``)."""
+    from xvdeploy.ops.pssa import ShiftKernel
+
+    return (isinstance(getattr(module, "shift_kernel", None), ShiftKernel)
+            and getattr(module, "mode", None) in OP_TYPES and callable(getattr(module, "pssa", None)))
+
+
+def plugin_model(model):
+    """A deep copy of a folded model whose PSSA steps call the custom ops (one plugin node each).
+
+    Each folded X-volution's ``pssa`` becomes ``torch.ops.xvdeploy.pssa`` (or
+    ``pssa_concat`` with ``channel_major=True``, the folded modules' channel
+    order), so :func:`custom_translation_table` exports it as one node. The
+    results are identical (same function). Raises :class:`XVDeployError` when
+    the model has no folded PSSA step.
+    """
+    import copy
+
+    import torch
+
+    import xvdeploy.plugins  # noqa: F401  (registers torch.ops.xvdeploy.*)
+
+    if not isinstance(model, torch.nn.Module):
+        raise XVDeployError(f"plugin_model expects a torch.nn.Module, got {type(model).__name__}")
+    twin = copy.deepcopy(model)
+    steps = [m for m in twin.modules() if _is_folded_pssa_step(m)]
+    if not steps:
+        raise XVDeployError(
+            "the model has no folded PSSA step (X-volution); fold it first (xvdeploy fold), "
+            "or export without --pssa-plugin"
+        )
+    for m in steps:
+        flat = _flat(list(m.shift_kernel.shifts))
+        if m.mode == "sum":
+            m.pssa = _SumStep(flat)
+        else:
+            m.pssa = _ConcatStep(flat)
+    return twin
+
+
+class _SumStep:
+    """``x ↦ torch.ops.xvdeploy.pssa(x, shifts)`` (a picklable callable for :func:`plugin_model`)."""
+
+    def __init__(self, flat: list[int]) -> None:
+        self.flat = list(flat)
+
+    def __call__(self, x):
+        import torch
+
+        return torch.ops.xvdeploy.pssa(x, self.flat)
+
+
+class _ConcatStep(_SumStep):
+    """``x ↦ torch.ops.xvdeploy.pssa_concat(x, shifts, channel_major=True)``."""
+
+    def __call__(self, x):
+        import torch
+
+        return torch.ops.xvdeploy.pssa_concat(x, self.flat, True)
+
+
 # --------------------------------------------------------------------------- onnxruntime (CPU)
 
 
-def pssa_numpy(x: np.ndarray, shifts: Sequence[int], concat: bool = False) -> np.ndarray:
-    """Reference PSSA in numpy (``np.roll`` = ``torch.roll``), the ORT Python op's body."""
+def pssa_numpy(x: np.ndarray, shifts: Sequence[int], concat: bool = False, channel_major: bool = False) -> np.ndarray:
+    """Reference PSSA in numpy (``np.roll`` = ``torch.roll``), the ORT Python ops' body."""
     flat = _flat(shifts)
     if x.ndim != 4:
         raise XVDeployError(f"PSSA expects an N×C×H×W tensor, got shape {tuple(x.shape)}")
     rolled = [np.roll(x, (flat[i], flat[i + 1]), axis=(2, 3)) for i in range(0, len(flat), 2)]
     if concat:
+        if channel_major:  # channel c·|S| + s
+            return np.stack([x * r for r in rolled], axis=2).reshape(x.shape[0], -1, *x.shape[2:])
         return np.concatenate([x * r for r in rolled], axis=1)
     acc = rolled[0].copy()
     for r in rolled[1:]:
@@ -236,14 +316,19 @@ def register_ort_ops() -> str:
                 f"onnxruntime-extensions registers Python ops in {ortx.default_opset_domain()!r}, "
                 f"but PSSA nodes use {DOMAIN!r}; this onnxruntime-extensions version is not supported"
             )
-        dt_float, dt_string = ortx.PyCustomOpDef.dt_float, ortx.PyCustomOpDef.dt_string
-        for op_type, concat in (("PSSA", False), ("PSSAConcat", True)):
-            def body(x, shifts_str, _concat=concat):
-                flat = shifts_from_str(shifts_str)
-                return pssa_numpy(np.asarray(x, dtype=np.float32), flat, _concat).astype(np.float32)
+        dt = ortx.PyCustomOpDef
 
-            ortx.onnx_op(op_type=op_type, inputs=[dt_float], outputs=[dt_float],
-                         attrs={"shifts_str": dt_string})(body)
+        def pssa_body(x, shifts_str):
+            return pssa_numpy(np.asarray(x, dtype=np.float32), shifts_from_str(shifts_str)).astype(np.float32)
+
+        def concat_body(x, shifts_str, channel_major=0):
+            y = pssa_numpy(np.asarray(x, dtype=np.float32), shifts_from_str(shifts_str), True, bool(channel_major))
+            return y.astype(np.float32)
+
+        ortx.onnx_op(op_type="PSSA", inputs=[dt.dt_float], outputs=[dt.dt_float],
+                     attrs={"shifts_str": dt.dt_string})(pssa_body)
+        ortx.onnx_op(op_type="PSSAConcat", inputs=[dt.dt_float], outputs=[dt.dt_float],
+                     attrs={"shifts_str": dt.dt_string, "channel_major": dt.dt_int64})(concat_body)
         _state["ort_ops"] = True
     return ortx.get_library_path()
 

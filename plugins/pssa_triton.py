@@ -2,8 +2,10 @@
 
 ``pssa_triton(x, shifts)`` computes ``T = X ⊙ Σ_s roll_s(X)`` ("sum") or
 ``concat_s(X ⊙ roll_s(X))`` ("concat", channel ``s·C + c`` like
-:func:`xvdeploy.ops.pssa.pssa_transform`) in one pass: every program reads its
-block of ``X`` and the shifted neighbours (L1/L2 hits) and writes ``T`` once.
+:func:`xvdeploy.ops.pssa.pssa_transform`, or ``c·|S| + s`` with
+``channel_major=True`` like :func:`xvdeploy.ops.pssa.pssa_depthwise`) in one
+pass: every program reads its block of ``X`` and the shifted neighbours (L1/L2
+hits) and writes ``T`` once.
 
 The shift list is compiled into the kernel (a ``tl.constexpr`` tuple, unrolled
 with ``tl.static_range``); one compilation per shift list, dtype and block.
@@ -92,6 +94,15 @@ def interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on", "yes")
 
 
+def kernel_mode(mode: str, channel_major: bool = False) -> int:
+    """The kernel's ``MODE`` constexpr: 0 sum, 1 concat (``s·C + c``), 2 concat channel-major (``c·|S| + s``)."""
+    if mode not in MODES:
+        raise XVDeployError(f"unknown PSSA mode {mode!r}; expected one of {', '.join(MODES)}")
+    if mode == "sum":
+        return 0
+    return 2 if channel_major else 1
+
+
 def load_kernel():
     """The ``@triton.jit`` kernel (imports :mod:`triton` on first call)."""
     from xvdeploy._lazy import require
@@ -107,6 +118,7 @@ def pssa_triton(
     shifts: Sequence[int] | Sequence[Sequence[int]],
     mode: str = "sum",
     *,
+    channel_major: bool = False,
     block: int | None = None,
     out: torch.Tensor | None = None,
 ) -> torch.Tensor:
@@ -115,12 +127,13 @@ def pssa_triton(
     ``x`` is ``N×C×H×W`` float32/float16/bfloat16/float64 on CUDA (or on CPU
     under ``TRITON_INTERPRET=1``); non-contiguous input (e.g. channels-last) is
     made contiguous. ``shifts`` is flat ``[dy0, dx0, …]`` or pairs; any integer
-    values, wrapped modulo ``H``/``W`` like :func:`torch.roll`. ``block``
-    overrides the pixels per program (a power of two; tests use it to force
-    tails). ``out`` (contiguous, right shape and dtype) receives the result.
+    values, wrapped modulo ``H``/``W`` like :func:`torch.roll`.
+    ``channel_major`` orders "concat" channels ``c·|S| + s`` instead of
+    ``s·C + c``. ``block`` overrides the pixels per program (a power of two;
+    tests use it to force tails). ``out`` (contiguous, right shape and dtype)
+    receives the result.
     """
-    if mode not in MODES:
-        raise XVDeployError(f"unknown PSSA mode {mode!r}; expected one of {', '.join(MODES)}")
+    kmode = kernel_mode(mode, channel_major)
     check_input(x)
     flat = flat_shifts(shifts)
     if x.device.type == "cpu" and not interpreting():
@@ -151,7 +164,7 @@ def pssa_triton(
     with torch.cuda.device(x.device) if x.is_cuda else nullcontext():
         kernel[grid](
             x, c, h, w, nblk, out,
-            SHIFTS=flat, NUM_SHIFTS=s, CONCAT=(mode == "concat"), BLOCK=blk,
+            SHIFTS=flat, NUM_SHIFTS=s, MODE=kmode, BLOCK=blk,
             num_warps=num_warps_for(blk),
         )
     return out

@@ -1,8 +1,10 @@
 """PSSA as PyTorch custom ops (DESIGN §2.1, §6), registered on import.
 
 * ``torch.ops.xvdeploy.pssa(x, shifts) -> T``: ``T = X ⊙ Σ_s roll_s(X)``;
-* ``torch.ops.xvdeploy.pssa_concat(x, shifts) -> T``: ``T = concat_s(X ⊙ roll_s X)``
-  with channel ``s·C + c`` (like :func:`xvdeploy.ops.pssa.pssa_transform`).
+* ``torch.ops.xvdeploy.pssa_concat(x, shifts, channel_major=False) -> T``:
+  ``T = concat_s(X ⊙ roll_s X)``, channel ``s·C + c`` (like
+  :func:`xvdeploy.ops.pssa.pssa_transform`) or, with ``channel_major``,
+  ``c·|S| + s`` (like the folded modules' :func:`xvdeploy.ops.pssa.pssa_depthwise`).
 
 ``shifts`` is flat ``[dy0, dx0, dy1, dx1, …]`` (``torch.roll`` semantics, any
 integer, wrapped modulo ``H``/``W``). Implementations: CPU (and any non-CUDA
@@ -19,9 +21,11 @@ from typing import Iterable, Sequence
 import torch
 
 from xvdeploy.errors import XVDeployError
+from xvdeploy.plugins.pssa_triton import MODES as _MODES
 from xvdeploy.plugins.pssa_triton import check_input, flat_shifts
 
 NAMESPACE = "xvdeploy"
+#: mode -> op name under ``torch.ops.xvdeploy``.
 MODES = {"sum": "pssa", "concat": "pssa_concat"}
 
 
@@ -34,7 +38,19 @@ def _validate(x: torch.Tensor, shifts: Sequence[int], op: str) -> tuple[int, ...
     return flat_shifts(shifts)
 
 
-def _reference(x: torch.Tensor, flat: Sequence[int], concat: bool) -> torch.Tensor:
+def _to_channel_major(t: torch.Tensor, s: int) -> torch.Tensor:
+    """Channels ``s·C + c`` → ``c·|S| + s``."""
+    n, sc, h, w = t.shape
+    return t.reshape(n, s, sc // s, h, w).transpose(1, 2).reshape(n, sc, h, w)
+
+
+def _to_shift_major(t: torch.Tensor, s: int) -> torch.Tensor:
+    """Channels ``c·|S| + s`` → ``s·C + c``."""
+    n, sc, h, w = t.shape
+    return t.reshape(n, sc // s, s, h, w).transpose(1, 2).reshape(n, sc, h, w)
+
+
+def _reference(x: torch.Tensor, flat: Sequence[int], concat: bool, channel_major: bool = False) -> torch.Tensor:
     """``X ⊙ Σ_s roll_s X`` or ``concat_s (X ⊙ roll_s X)`` with :func:`torch.roll` (any device).
 
     fp16/bf16 are computed in fp32 and rounded once, like the Triton kernel.
@@ -46,6 +62,8 @@ def _reference(x: torch.Tensor, flat: Sequence[int], concat: bool) -> torch.Tens
     rolled = [torch.roll(x, shifts=s, dims=(2, 3)) for s in _pairs(flat)]
     if concat:
         out = torch.cat([x * r for r in rolled], dim=1)
+        if channel_major:
+            out = _to_channel_major(out, len(rolled)).contiguous()
     else:
         acc = rolled[0].clone()
         for r in rolled[1:]:
@@ -59,10 +77,13 @@ def _out_shape(x: torch.Tensor, flat: Sequence[int], concat: bool) -> tuple:
     return (n, c * (len(flat) // 2), h, w) if concat else (n, c, h, w)
 
 
-def _backward_math(x: torch.Tensor, grad: torch.Tensor, flat: Sequence[int], concat: bool) -> torch.Tensor:
+def _backward_math(x: torch.Tensor, grad: torch.Tensor, flat: Sequence[int], concat: bool,
+                   channel_major: bool = False) -> torch.Tensor:
     """``∂L/∂X``: sum ``g ⊙ A + Σ_s roll_{-s}(g ⊙ X)``; concat ``Σ_s g_s ⊙ roll_s X + roll_{-s}(g_s ⊙ X)``."""
     pairs = _pairs(flat)
     c = x.shape[1]
+    if concat and channel_major:
+        grad = _to_shift_major(grad, len(pairs))
     gx = torch.zeros_like(x)
     for i, (dy, dx) in enumerate(pairs):
         g = grad[:, i * c:(i + 1) * c] if concat else grad
@@ -75,30 +96,29 @@ def _has_op(name: str) -> bool:
     return hasattr(getattr(torch.ops, NAMESPACE), name)
 
 
-def _define(name: str, concat: bool):
-    """Register ``xvdeploy::<name>`` once per process (a second import reuses it)."""
-    qualname = f"{NAMESPACE}::{name}"
-    if _has_op(name):
-        return getattr(getattr(torch.ops, NAMESPACE), name).default
+def _existing(name: str):
+    return getattr(getattr(torch.ops, NAMESPACE), name).default
 
-    def impl(x: torch.Tensor, shifts: list[int]) -> torch.Tensor:
-        return _reference(x, _validate(x, shifts, name), concat)
 
-    impl.__name__ = name
-    impl.__doc__ = f"{qualname}: reference (torch.roll) implementation."
-    op = torch.library.custom_op(qualname, mutates_args=())(impl)
+def _define_sum():
+    """Register ``xvdeploy::pssa`` once per process (a second import reuses it)."""
+    if _has_op("pssa"):
+        return _existing("pssa")
 
-    @op.register_kernel("cuda")
+    @torch.library.custom_op(f"{NAMESPACE}::pssa", mutates_args=(), schema="(Tensor x, int[] shifts) -> Tensor")
+    def pssa(x: torch.Tensor, shifts: list[int]) -> torch.Tensor:
+        """``X ⊙ Σ_s roll_s(X)`` (reference implementation; CUDA runs the Triton kernel)."""
+        return _reference(x, _validate(x, shifts, "pssa"), concat=False)
+
+    @pssa.register_kernel("cuda")
     def _cuda(x: torch.Tensor, shifts: list[int]) -> torch.Tensor:
-        flat = _validate(x, shifts, name)
         from xvdeploy.plugins.pssa_triton import pssa_triton
 
-        return pssa_triton(x, flat, "concat" if concat else "sum")
+        return pssa_triton(x, _validate(x, shifts, "pssa"), "sum")
 
-    @op.register_fake
+    @pssa.register_fake
     def _fake(x: torch.Tensor, shifts: list[int]) -> torch.Tensor:
-        flat = _validate(x, shifts, name)
-        return x.new_empty(_out_shape(x, flat, concat))
+        return x.new_empty(_out_shape(x, _validate(x, shifts, "pssa"), False))
 
     def _setup(ctx, inputs, output) -> None:
         x, shifts = inputs
@@ -107,23 +127,59 @@ def _define(name: str, concat: bool):
 
     def _backward(ctx, grad: torch.Tensor):
         (x,) = ctx.saved_tensors
-        return _backward_math(x.contiguous(), grad.contiguous(), ctx.shifts, concat), None
+        return _backward_math(x.contiguous(), grad.contiguous(), ctx.shifts, False), None
 
-    op.register_autograd(_backward, setup_context=_setup)
-    return op
+    pssa.register_autograd(_backward, setup_context=_setup)
+    return pssa
+
+
+def _define_concat():
+    """Register ``xvdeploy::pssa_concat`` once per process (a second import reuses it)."""
+    if _has_op("pssa_concat"):
+        return _existing("pssa_concat")
+
+    @torch.library.custom_op(f"{NAMESPACE}::pssa_concat", mutates_args=(),
+                              schema="(Tensor x, int[] shifts, bool channel_major=False) -> Tensor")
+    def pssa_concat(x: torch.Tensor, shifts: list[int], channel_major: bool = False) -> torch.Tensor:
+        """``concat_s (X ⊙ roll_s X)`` (reference implementation; CUDA runs the Triton kernel)."""
+        return _reference(x, _validate(x, shifts, "pssa_concat"), True, bool(channel_major))
+
+    @pssa_concat.register_kernel("cuda")
+    def _cuda(x: torch.Tensor, shifts: list[int], channel_major: bool = False) -> torch.Tensor:
+        from xvdeploy.plugins.pssa_triton import pssa_triton
+
+        return pssa_triton(x, _validate(x, shifts, "pssa_concat"), "concat", channel_major=bool(channel_major))
+
+    @pssa_concat.register_fake
+    def _fake(x: torch.Tensor, shifts: list[int], channel_major: bool = False) -> torch.Tensor:
+        return x.new_empty(_out_shape(x, _validate(x, shifts, "pssa_concat"), True))
+
+    def _setup(ctx, inputs, output) -> None:
+        x, shifts, channel_major = inputs
+        ctx.save_for_backward(x)
+        ctx.shifts = tuple(shifts)
+        ctx.channel_major = bool(channel_major)
+
+    def _backward(ctx, grad: torch.Tensor):
+        (x,) = ctx.saved_tensors
+        gx = _backward_math(x.contiguous(), grad.contiguous(), ctx.shifts, True, ctx.channel_major)
+        return gx, None, None
+
+    pssa_concat.register_autograd(_backward, setup_context=_setup)
+    return pssa_concat
 
 
 #: ``torch.ops.xvdeploy.pssa`` — call as ``pssa(x, [dy0, dx0, …])``.
-pssa = _define("pssa", concat=False)
-#: ``torch.ops.xvdeploy.pssa_concat`` — call as ``pssa_concat(x, [dy0, dx0, …])``.
-pssa_concat = _define("pssa_concat", concat=True)
+pssa = _define_sum()
+#: ``torch.ops.xvdeploy.pssa_concat`` — call as ``pssa_concat(x, [dy0, dx0, …], channel_major=False)``.
+pssa_concat = _define_concat()
 
 
 def op_overload(mode: str = "sum") -> torch._ops.OpOverload:
     """The ``OpOverload`` of a mode (``torch.ops.xvdeploy.pssa.default`` for "sum")."""
     if mode not in MODES:
-        raise XVDeployError(f"unknown PSSA mode {mode!r}; expected one of {', '.join(MODES)}")
-    return getattr(getattr(torch.ops, NAMESPACE), MODES[mode]).default
+        raise XVDeployError(f"unknown PSSA mode {mode!r}; expected one of {', '.join(_MODES)}")
+    return _existing(MODES[mode])
 
 
 def pssa_op(
@@ -131,16 +187,19 @@ def pssa_op(
     shifts: Iterable[Sequence[int]] | Sequence[int] | None = None,
     distance: int = 1,
     mode: str = "sum",
+    channel_major: bool = False,
 ) -> torch.Tensor:
-    """PSSA through the custom op: same arguments and result as :func:`pssa_transform`.
+    """PSSA through the custom ops: same arguments and result as :func:`pssa_transform`.
 
     ``shifts`` may be ``(dy, dx)`` pairs or the flat list; ``None`` means ``S_distance``.
+    ``channel_major`` ("concat" only) orders channels ``c·|S| + s`` like the folded modules.
     """
     from xvdeploy.ops.pssa import resolve_shifts
 
-    if shifts is None:
-        flat = flat_shifts(resolve_shifts(distance))
-    else:
-        flat = flat_shifts(list(shifts))
+    if mode not in MODES:
+        raise XVDeployError(f"unknown PSSA mode {mode!r}; expected one of {', '.join(_MODES)}")
+    flat = flat_shifts(resolve_shifts(distance) if shifts is None else list(shifts))
     check_input(x)
-    return op_overload(mode)(x, list(flat))
+    if mode == "sum":
+        return _existing("pssa")(x, list(flat))
+    return _existing("pssa_concat")(x, list(flat), bool(channel_major))

@@ -2,12 +2,13 @@
 
 :func:`register_trt_plugin` registers two plugins, ``xvdeploy::PSSA`` ("sum",
 ``T = X ⊙ Σ_s roll_s X``) and ``xvdeploy::PSSAConcat`` ("concat",
-``concat_s X ⊙ roll_s X``), each with one attribute ``shifts`` (int32 array,
-flat ``[dy0, dx0, …]``). TensorRT's ONNX parser maps the custom nodes of
-:mod:`xvdeploy.plugins.onnx_node` to them (``op_type`` = plugin name,
-``plugin_namespace`` attribute = ``"xvdeploy"``; it passes only the declared
-attribute ``shifts``, INTS → int32). Call it before parsing
-(``xvdeploy build --pssa-plugin``).
+``concat_s X ⊙ roll_s X``), with the attribute ``shifts`` (int32 array, flat
+``[dy0, dx0, …]``) and, for ``PSSAConcat``, ``channel_major`` (int: output
+channel ``c·|S| + s`` if 1, ``s·C + c`` if 0). TensorRT's ONNX parser maps the
+custom nodes of :mod:`xvdeploy.plugins.onnx_node` to them (``op_type`` =
+plugin name, ``plugin_namespace`` attribute = ``"xvdeploy"``; it passes only
+the declared attributes, INTS → int32 array, INT → int). Call it before
+parsing (``xvdeploy build --pssa-plugin``).
 
 * ``register``: output descriptor (same shape, or ``C·|S|`` channels);
 * ``autotune``: FP32 / FP16 / BF16 in = out, LINEAR, two tactics (block of
@@ -116,16 +117,18 @@ def compile_aot(
     block: int = 1024,
     capability: int | None = None,
     ptx_version: int | None = None,
+    channel_major: bool = False,
 ) -> AOTKernel:
     """Compile the PSSA kernel ahead of time to PTX (no GPU needed if ``capability`` is given).
 
     ``dtype`` is ``"fp32"``, ``"fp16"`` or ``"bf16"``; ``shifts`` the flat list;
+    ``concat`` / ``channel_major`` the mode (see :func:`~xvdeploy.plugins.pssa_triton.pssa_triton`);
     ``capability`` the SM version as an int (``90`` for H100), default: the current CUDA device.
     ``ptx_version`` (e.g. ``84`` for ISA 8.4) defaults to the newest one both Triton and the
     installed driver support: TensorRT hands the PTX to the driver's JIT, which rejects newer ISAs.
     """
     from xvdeploy._lazy import require
-    from xvdeploy.plugins.pssa_triton import flat_shifts, num_warps_for, pick_block
+    from xvdeploy.plugins.pssa_triton import flat_shifts, kernel_mode, num_warps_for, pick_block
 
     triton = require("triton", "The TensorRT AOT PSSA plugin")
     from triton.backends.compiler import GPUTarget
@@ -151,9 +154,10 @@ def compile_aot(
         )
     signature = {
         "x_ptr": f"*{dtype}", "C": "i32", "H": "i32", "W": "i32", "NBLK": "i32", "out_ptr": f"*{dtype}",
-        "SHIFTS": "constexpr", "NUM_SHIFTS": "constexpr", "CONCAT": "constexpr", "BLOCK": "constexpr",
+        "SHIFTS": "constexpr", "NUM_SHIFTS": "constexpr", "MODE": "constexpr", "BLOCK": "constexpr",
     }
-    constexprs = {"SHIFTS": flat, "NUM_SHIFTS": len(flat) // 2, "CONCAT": bool(concat), "BLOCK": block}
+    mode = kernel_mode("concat" if concat else "sum", channel_major)
+    constexprs = {"SHIFTS": flat, "NUM_SHIFTS": len(flat) // 2, "MODE": mode, "BLOCK": block}
     options: dict[str, Any] = {"num_warps": num_warps_for(block)}
     if ptx_version is None:
         from triton.backends.nvidia.compiler import get_ptxas, ptx_get_version
@@ -203,22 +207,17 @@ def _make_defs(trtp: Any, mode: str) -> dict[str, Any]:
     pid = plugin_id(mode)
     shifts_type = npt.NDArray[np.int32]
 
-    def desc(inp0, shifts):
-        s = int(np.size(shifts)) // 2
+    def out_desc(inp0, shifts):
         if concat:
             e = inp0.shape_expr
+            s = int(np.size(shifts)) // 2
             return trtp.from_shape_expr((e[0], e[1] * s, e[2], e[3]), dtype=inp0.dtype)
         return inp0.like()
-
-    desc.__annotations__ = {"inp0": trtp.TensorDesc, "shifts": shifts_type, "return": trtp.TensorDesc}
 
     def autotune(inp0, outputs):
         return [trtp.AutoTuneCombination("FP32|FP16|BF16, FP32|FP16|BF16", "LINEAR", list(TACTIC_BLOCKS))]
 
-    autotune.__annotations__ = {"inp0": trtp.TensorDesc, "outputs": Tuple[trtp.TensorDesc],
-                                "return": List[trtp.AutoTuneCombination]}
-
-    def impl(inp0, shifts, outputs, stream, tactic):
+    def launch_jit(inp0, shifts, channel_major, outputs, stream, tactic):
         import torch
 
         from xvdeploy.plugins.pssa_triton import pick_block, pssa_triton
@@ -228,42 +227,68 @@ def _make_defs(trtp: Any, mode: str) -> dict[str, Any]:
             y = _torch_view(outputs[0])
             hw = int(x.shape[2]) * int(x.shape[3])
             block = min(TACTIC_BLOCKS.get(int(tactic), TACTIC_BLOCKS[_DEFAULT_TACTIC]), pick_block(hw))
-            pssa_triton(x, [int(v) for v in shifts], mode, block=block, out=y)
+            pssa_triton(x, [int(v) for v in shifts], mode, channel_major=bool(channel_major), block=block, out=y)
 
-    impl.__annotations__ = {"inp0": trtp.Tensor, "shifts": shifts_type, "outputs": Tuple[trtp.Tensor],
-                            "stream": int, "tactic": int, "return": None}
+    def launch_aot(inp0, shifts, channel_major, tactic):
+        dtype = _TRT_TO_TRITON.get(str(inp0.dtype).split(".")[-1])
+        if dtype is None:
+            raise XVDeployError(f"the PSSA TensorRT plugin supports FP32, FP16 and BF16, got {inp0.dtype}")
+        block = TACTIC_BLOCKS.get(int(tactic), TACTIC_BLOCKS[_DEFAULT_TACTIC])
+        k = _aot_cached(dtype, tuple(int(v) for v in shifts), concat, block, bool(channel_major))
+        e = inp0.shape_expr
+        nblk = trtp.cdiv(e[2] * e[3], block)
+        launch = trtp.KernelLaunchParams()
+        launch.grid_x = e[0] * e[1] * nblk
+        launch.block_x = k.num_warps * 32
+        launch.shared_mem = k.shared
+        extra = trtp.SymIntExprs.from_tuple([trtp.SymInt32(v) for v in (e[1], e[2], e[3], nblk)])
+        return k.name.encode(), k.ptx.encode(), launch, extra
 
-    defs = {"register": (trtp.register, desc), "autotune": (trtp.autotune, autotune), "impl": (trtp.impl, impl)}
+    # tensorrt.plugin matches argument names and checks annotations with issubclass, so the
+    # signatures are spelled out per mode and the annotations are real objects (not strings).
+    if concat:
+        def desc(inp0, shifts, channel_major):
+            return out_desc(inp0, shifts)
 
-    if hasattr(trtp, "aot_impl"):
+        def impl(inp0, shifts, channel_major, outputs, stream, tactic):
+            launch_jit(inp0, shifts, channel_major, outputs, stream, tactic)
+
+        def aot_impl(inp0, shifts, channel_major, outputs, tactic):
+            return launch_aot(inp0, shifts, channel_major, tactic)
+
+        attrs = {"shifts": shifts_type, "channel_major": int}
+    else:
+        def desc(inp0, shifts):
+            return out_desc(inp0, shifts)
+
+        def impl(inp0, shifts, outputs, stream, tactic):
+            launch_jit(inp0, shifts, False, outputs, stream, tactic)
+
         def aot_impl(inp0, shifts, outputs, tactic):
-            dtype = _TRT_TO_TRITON.get(str(inp0.dtype).split(".")[-1])
-            if dtype is None:
-                raise XVDeployError(f"the PSSA TensorRT plugin supports FP32, FP16 and BF16, got {inp0.dtype}")
-            block = TACTIC_BLOCKS.get(int(tactic), TACTIC_BLOCKS[_DEFAULT_TACTIC])
-            k = _aot_cached(dtype, tuple(int(v) for v in shifts), concat, block)
-            e = inp0.shape_expr
-            nblk = trtp.cdiv(e[2] * e[3], block)
-            launch = trtp.KernelLaunchParams()
-            launch.grid_x = e[0] * e[1] * nblk
-            launch.block_x = k.num_warps * 32
-            launch.shared_mem = k.shared
-            extra = trtp.SymIntExprs.from_tuple([trtp.SymInt32(v) for v in (e[1], e[2], e[3], nblk)])
-            return k.name.encode(), k.ptx.encode(), launch, extra
+            return launch_aot(inp0, shifts, False, tactic)
 
+        attrs = {"shifts": shifts_type}
+
+    desc.__annotations__ = {"inp0": trtp.TensorDesc, **attrs, "return": trtp.TensorDesc}
+    autotune.__annotations__ = {"inp0": trtp.TensorDesc, "outputs": Tuple[trtp.TensorDesc],
+                                "return": List[trtp.AutoTuneCombination]}
+    impl.__annotations__ = {"inp0": trtp.Tensor, **attrs, "outputs": Tuple[trtp.Tensor],
+                            "stream": int, "tactic": int, "return": None}
+    defs = {"register": (trtp.register, desc), "autotune": (trtp.autotune, autotune), "impl": (trtp.impl, impl)}
+    if hasattr(trtp, "aot_impl"):
         aot_impl.__annotations__ = {
-            "inp0": trtp.TensorDesc, "shifts": shifts_type, "outputs": Tuple[trtp.TensorDesc], "tactic": int,
+            "inp0": trtp.TensorDesc, **attrs, "outputs": Tuple[trtp.TensorDesc], "tactic": int,
             "return": Tuple[Union[str, bytes], Union[str, bytes], trtp.KernelLaunchParams, trtp.SymExprs],
         }
         defs["aot_impl"] = (trtp.aot_impl, aot_impl)
     return {k: dec(pid)(fn) for k, (dec, fn) in defs.items()}
 
 
-def _aot_cached(dtype: str, shifts: tuple[int, ...], concat: bool, block: int) -> AOTKernel:
+def _aot_cached(dtype: str, shifts: tuple[int, ...], concat: bool, block: int, channel_major: bool) -> AOTKernel:
     cache = _state.setdefault("aot", {})
-    key = (dtype, shifts, concat, block)
+    key = (dtype, shifts, concat, block, channel_major)
     if key not in cache:
-        cache[key] = compile_aot(dtype, shifts, concat, block)
+        cache[key] = compile_aot(dtype, shifts, concat, block, channel_major=channel_major)
     return cache[key]
 
 

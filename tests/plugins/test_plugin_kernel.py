@@ -23,8 +23,15 @@ SHIFT_LISTS = {
 SHAPES = [(1, 1, 1, 1), (1, 2, 2, 3), (2, 3, 5, 7), (1, 2, 33, 17)]
 
 
-def _check(y: torch.Tensor, x: torch.Tensor, shifts, mode: str) -> None:
+def _channel_major(t: torch.Tensor, s: int) -> torch.Tensor:
+    n, sc, h, w = t.shape
+    return t.reshape(n, s, sc // s, h, w).transpose(1, 2).reshape(n, sc, h, w)
+
+
+def _check(y: torch.Tensor, x: torch.Tensor, shifts, mode: str, channel_major: bool = False) -> None:
     ref = pssa_transform(x.double(), shifts=shifts, mode=mode)
+    if channel_major:
+        ref = _channel_major(ref, len(shifts))
     assert y.shape == ref.shape and y.dtype == x.dtype and y.is_contiguous()
     if x.dtype in (torch.float32, torch.float64):
         torch.testing.assert_close(y.double(), ref, rtol=1e-6 if x.dtype == torch.float32 else 1e-12, atol=1e-5)
@@ -38,6 +45,16 @@ def _check(y: torch.Tensor, x: torch.Tensor, shifts, mode: str) -> None:
 def test_kernel_matches_reference(kernel_device, shape, name, mode):
     x = torch.randn(*shape, device=kernel_device)
     _check(pssa_triton(x, SHIFT_LISTS[name], mode), x, SHIFT_LISTS[name], mode)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (2, 3, 5, 7), (1, 2, 33, 17)], ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("name", ["S1", "big"])
+def test_concat_channel_major(kernel_device, shape, name):
+    """Channel ``c·|S| + s``: the order of the folded modules (``pssa_depthwise``)."""
+    x = torch.randn(*shape, device=kernel_device)
+    shifts = SHIFT_LISTS[name]
+    _check(pssa_triton(x, shifts, "concat", channel_major=True), x, shifts, "concat", channel_major=True)
+    _check(pssa_triton(x, shifts, "concat", channel_major=True, block=16), x, shifts, "concat", channel_major=True)
 
 
 @pytest.mark.parametrize("shape,block", [((2, 3, 5, 7), 16), ((1, 2, 33, 17), 64), ((1, 1, 3, 3), 16)])
@@ -79,11 +96,13 @@ def test_out_argument_and_empty_batch(kernel_device):
 @given(
     n=st.integers(1, 2), c=st.integers(1, 3), h=st.integers(1, 12), w=st.integers(1, 12),
     shifts=st.lists(st.tuples(st.integers(-15, 15), st.integers(-15, 15)), min_size=1, max_size=4),
-    mode=st.sampled_from(["sum", "concat"]), block=st.sampled_from([None, 16, 32]),
+    mode=st.sampled_from(["sum", "concat", "concat-cm"]), block=st.sampled_from([None, 16, 32]),
 )
 def test_kernel_property(kernel_device, n, c, h, w, shifts, mode, block):
     x = torch.randn(n, c, h, w, device=kernel_device)
-    _check(pssa_triton(x, shifts, mode, block=block), x, shifts, mode)
+    cm = mode == "concat-cm"
+    mode = "concat" if cm else mode
+    _check(pssa_triton(x, shifts, mode, channel_major=cm, block=block), x, shifts, mode, cm)
 
 
 @pytest.mark.parametrize(

@@ -72,6 +72,9 @@ def test_one_custom_node_per_pssa_step(exported):
     assert attrs["shifts"] == flat
     assert attrs["shifts_str"] == ",".join(map(str, flat)).encode()
     assert attrs["plugin_namespace"] == PLUGIN_NAMESPACE.encode() and attrs["plugin_version"] == b"1"
+    assert "channel_major" not in attrs
+    concat_attrs = {a.name: onnx.helper.get_attribute_value(a) for a in nodes[1].attribute}
+    assert concat_attrs["channel_major"] == 0 and concat_attrs["shifts"] == [v for p in BIG for v in p]
     assert nodes[0].domain == DOMAIN
     assert {o.domain: o.version for o in proto.opset_import}[DOMAIN] == 1
     onnx.checker.check_model(proto, full_check=True)
@@ -103,13 +106,15 @@ def test_make_session_from_path_and_bytes(tmp_path, exported):
         make_session(42)
 
 
-@pytest.mark.parametrize("mode", ["sum", "concat"])
+@pytest.mark.parametrize("mode", ["sum", "concat", "concat-cm"])
 def test_hand_built_node_with_wrapping_shifts(mode):
     shifts = [(5, -9), (-12, 3), (0, 0)]
     c = 2
+    cm = mode == "concat-cm"
+    mode = "concat" if cm else mode
     out_c = c * len(shifts) if mode == "concat" else c
     graph = onnx.helper.make_graph(
-        [make_node("x", "y", shifts, mode, name="pssa0")], "g",
+        [make_node("x", "y", shifts, mode, name="pssa0", channel_major=cm)], "g",
         [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["n", c, "h", "w"])],
         [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["n", out_c, "h", "w"])],
     )
@@ -118,7 +123,55 @@ def test_hand_built_node_with_wrapping_shifts(mode):
     onnx.checker.check_model(model, full_check=True)
     x = torch.randn(1, c, 3, 4)
     (y,) = make_session(model).run(None, {"x": x.numpy()})
-    np.testing.assert_allclose(y, pssa_transform(x, shifts=shifts, mode=mode).numpy(), rtol=1e-6, atol=1e-6)
+    ref = pssa_transform(x, shifts=shifts, mode=mode)
+    if cm:
+        ref = ref.reshape(1, len(shifts), c, 3, 4).transpose(1, 2).reshape(1, -1, 3, 4)
+    np.testing.assert_allclose(y, ref.numpy(), rtol=1e-6, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def folded_net():
+    from tests.conftest import randomize_bn
+
+    from xvdeploy import fold
+    from xvdeploy.ops import XVolution
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(XVolution(3, 4, mode="concat"), torch.nn.ReLU(), XVolution(4, 4, distance=2))
+    return fold(randomize_bn(net))
+
+
+def test_plugin_model_swaps_each_folded_pssa_step(folded_net):
+    from xvdeploy.plugins.onnx_node import plugin_model
+
+    twin = plugin_model(folded_net)
+    assert twin is not folded_net and folded_net[0].pssa.__func__  # the original keeps its method
+    x = torch.randn(2, 3, 6, 7)
+    with torch.no_grad():
+        torch.testing.assert_close(twin(x), folded_net(x))
+    with pytest.raises(XVDeployError, match="no folded PSSA step"):
+        plugin_model(torch.nn.Conv2d(3, 3, 1))
+
+
+def test_folded_network_exports_to_one_node_per_step(folded_net):
+    from xvdeploy.plugins.onnx_node import plugin_model, translation_table
+
+    dims = {0: torch.export.Dim("n"), 2: torch.export.Dim("h"), 3: torch.export.Dim("w")}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        prog = torch.onnx.export(plugin_model(folded_net), (torch.randn(1, 3, 8, 8),), dynamo=True, verbose=False,
+                                 custom_translation_table=translation_table(), dynamic_shapes=(dims,))
+    proto = prog.model_proto
+    nodes = plugin_nodes(proto)
+    assert [n.op_type for n in nodes] == ["PSSAConcat", "PSSA"]
+    assert {a.name: onnx.helper.get_attribute_value(a) for a in nodes[0].attribute}["channel_major"] == 1
+    assert not any(n.op_type in ("Pad", "Reshape", "Transpose") for n in proto.graph.node)
+    onnx.checker.check_model(proto, full_check=True)
+    sess = make_session(proto)
+    x = torch.randn(2, 3, 5, 9)
+    (y,) = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})
+    with torch.no_grad():
+        assert rel_l2(y, folded_net(x)) <= 1e-5
 
 
 def test_mark_aot(exported):

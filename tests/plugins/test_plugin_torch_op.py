@@ -28,6 +28,19 @@ def test_cpu_op_is_the_reference(shifts, mode, dtype):
     torch.testing.assert_close(y, pssa_transform(x.double(), shifts=shifts, mode=mode).to(dtype))
 
 
+def test_concat_channel_major():
+    x = torch.randn(2, 3, 5, 6)
+    shifts = default_shifts(1)
+    y = pssa_concat(x, _flat(shifts), True)
+    ref = pssa_transform(x, shifts=shifts, mode="concat").reshape(2, 8, 3, 5, 6).transpose(1, 2).reshape(2, 24, 5, 6)
+    torch.testing.assert_close(y, ref)
+    torch.testing.assert_close(pssa_op(x, mode="concat", channel_major=True), ref)
+    from xvdeploy.ops.pssa import ShiftKernel, pssa_depthwise
+
+    kernel = ShiftKernel.from_shifts(shifts)  # the folded modules' form and order
+    torch.testing.assert_close(y, pssa_depthwise(x, kernel, kernel.weight(3, "concat"), "concat"))
+
+
 def test_pssa_op_wrapper_and_overloads():
     x = torch.randn(1, 2, 4, 5)
     torch.testing.assert_close(pssa_op(x), pssa_transform(x))
@@ -76,14 +89,15 @@ def test_registering_twice_is_harmless():
 
 def test_opcheck_schema_fake_and_autograd():
     x = torch.randn(2, 3, 4, 5, requires_grad=True)
-    for op in (torch.ops.xvdeploy.pssa.default, torch.ops.xvdeploy.pssa_concat.default):
-        torch.library.opcheck(op, (x, [1, 1, -1, 0]))
+    torch.library.opcheck(torch.ops.xvdeploy.pssa.default, (x, [1, 1, -1, 0]))
+    torch.library.opcheck(torch.ops.xvdeploy.pssa_concat.default, (x, [1, 1, -1, 0], True))
 
 
 def test_gradcheck():
     x = torch.randn(1, 2, 3, 4, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda a: pssa(a, [1, 1, 0, -1, -5, 2]), (x,))
     assert torch.autograd.gradcheck(lambda a: pssa_concat(a, [1, 1, 0, -1]), (x,))
+    assert torch.autograd.gradcheck(lambda a: pssa_concat(a, [1, 1, 0, -1, 2, 0], True), (x,))
 
 
 class _Block(torch.nn.Module):

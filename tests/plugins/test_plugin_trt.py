@@ -51,8 +51,8 @@ import json, re, subprocess, sys, tempfile
 from xvdeploy.plugins.trt_plugin import compile_aot
 from triton.backends.nvidia.compiler import get_ptxas
 report = []
-for dtype, concat in (("fp32", False), ("fp16", True), ("bf16", False)):
-    k = compile_aot(dtype, [-1, -1, 0, 1, 5, -7], concat, 256, capability=90)
+for dtype, concat, cm in (("fp32", False, False), ("fp16", True, False), ("bf16", True, True)):
+    k = compile_aot(dtype, [-1, -1, 0, 1, 5, -7], concat, 256, capability=90, channel_major=cm)
     entry = re.search(r"\.entry\s+" + k.name + r"\s*\((.*?)\)", k.ptx, re.S).group(1)
     with tempfile.NamedTemporaryFile("w", suffix=".ptx", delete=False) as f:
         f.write(k.ptx)
@@ -140,11 +140,12 @@ def test_plugin_definitions_follow_the_qdp_schemas(monkeypatch, mode):
     parts = trt_plugin._make_defs(trtp, mode)
     assert set(parts) == {"register", "autotune", "impl", "aot_impl"}
     defs = reg[plugin_id(mode)]
+    attrs = ["shifts", "channel_major"] if mode == "concat" else ["shifts"]
     expected = {
-        "register": ["inp0", "shifts"],
+        "register": ["inp0", *attrs],
         "autotune": ["inp0", "outputs"],
-        "impl": ["inp0", "shifts", "outputs", "stream", "tactic"],
-        "aot_impl": ["inp0", "shifts", "outputs", "tactic"],
+        "impl": ["inp0", *attrs, "outputs", "stream", "tactic"],
+        "aot_impl": ["inp0", *attrs, "outputs", "tactic"],
     }
     for kind, names in expected.items():
         sig = inspect.signature(defs[kind])
@@ -152,32 +153,40 @@ def test_plugin_definitions_follow_the_qdp_schemas(monkeypatch, mode):
         # tensorrt.plugin checks annotations with issubclass: they must be objects, not strings
         assert not any(isinstance(p.annotation, str) for p in sig.parameters.values()), kind
         assert not isinstance(sig.return_annotation, str), kind
-    assert inspect.signature(defs["register"]).parameters["inp0"].annotation is trtp.TensorDesc
+    params = inspect.signature(defs["register"]).parameters
+    assert params["inp0"].annotation is trtp.TensorDesc
+    for kind in ("impl", "aot_impl"):  # attribute annotations must equal the registered ones
+        other = inspect.signature(defs[kind]).parameters
+        assert all(other[a].annotation == params[a].annotation for a in attrs)
+    if mode == "concat":
+        assert params["channel_major"].annotation is int
 
     shifts = np.array([1, 1, -1, 0, 0, 9], dtype=np.int32)
+    extra_attrs = (1,) if mode == "concat" else ()
     inp = trtp.TensorDesc([2, 3, 5, 7], "HALF")
-    out = defs["register"](inp, shifts)
+    out = defs["register"](inp, shifts, *extra_attrs)
     assert out.shape_expr == ([2, 9, 5, 7] if mode == "concat" else [2, 3, 5, 7]) and out.dtype == "HALF"
     (comb,) = defs["autotune"](inp, (out,))
     assert comb.tactics == list(TACTIC_BLOCKS)
 
     seen = {}
 
-    def fake_compile(dtype, flat, concat, block):
-        seen.update(dtype=dtype, flat=flat, concat=concat, block=block)
+    def fake_compile(dtype, flat, concat, block, channel_major):
+        seen.update(dtype=dtype, flat=flat, concat=concat, block=block, channel_major=channel_major)
         return AOTKernel("pssa_kernel", ".entry pssa_kernel()", 2, 0, block)
 
     monkeypatch.setattr(trt_plugin, "_aot_cached", fake_compile)
     inp.dtype = "DataType.BF16"
-    name, ptx, launch, extra = defs["aot_impl"](inp, shifts, (out,), 1)
-    assert seen == {"dtype": "bf16", "flat": (1, 1, -1, 0, 0, 9), "concat": mode == "concat", "block": 256}
+    name, ptx, launch, extra = defs["aot_impl"](inp, shifts, *extra_attrs, (out,), 1)
+    assert seen == {"dtype": "bf16", "flat": (1, 1, -1, 0, 0, 9), "concat": mode == "concat", "block": 256,
+                    "channel_major": mode == "concat"}
     assert name == b"pssa_kernel" and ptx.startswith(b".entry")
     nblk = -(-(5 * 7) // 256)
     assert launch.grid_x == 2 * 3 * nblk and launch.block_x == 64 and launch.shared_mem == 0
     assert list(extra) == [3, 5, 7, nblk]
     inp.dtype = "DataType.INT8"
     with pytest.raises(XVDeployError, match="FP32, FP16 and BF16"):
-        defs["aot_impl"](inp, shifts, (out,), 1)
+        defs["aot_impl"](inp, shifts, *extra_attrs, (out,), 1)
 
 
 def test_missing_tensorrt_is_a_clear_error():
@@ -222,7 +231,7 @@ def _engine_output(model, x: torch.Tensor, out_shape, aot: bool) -> torch.Tensor
 
 
 @pytest.mark.parametrize("aot", [False, True], ids=["jit", "aot"])
-@pytest.mark.parametrize("mode", ["sum", "concat"])
+@pytest.mark.parametrize("mode", ["sum", "concat", "concat-cm"])
 def test_tensorrt_engine_with_the_plugin(mode, aot):
     pytest.importorskip("tensorrt", reason="tensorrt is not installed (NVIDIA's index is unreachable here)")
     onnx = pytest.importorskip("onnx")
@@ -238,9 +247,11 @@ def test_tensorrt_engine_with_the_plugin(mode, aot):
     trt_plugin.register_trt_plugin()
     shifts = [(-1, -1), (0, 1), (7, -9)]
     c, s = 4, len(shifts)
+    cm = mode == "concat-cm"
+    mode = "concat" if cm else mode
     out_c = c * s if mode == "concat" else c
     graph = onnx.helper.make_graph(
-        [make_node("x", "y", shifts, mode)], "g",
+        [make_node("x", "y", shifts, mode, channel_major=cm)], "g",
         [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["n", c, "h", "w"])],
         [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["n", out_c, "h", "w"])],
     )
@@ -248,4 +259,7 @@ def test_tensorrt_engine_with_the_plugin(mode, aot):
                                                          onnx.helper.make_opsetid(DOMAIN, 1)], ir_version=10)
     x = torch.randn(2, c, 9, 13, device="cuda")
     y = _engine_output(model, x, (2, out_c, 9, 13), aot)
-    torch.testing.assert_close(y, pssa_transform(x, shifts=shifts, mode=mode))
+    ref = pssa_transform(x, shifts=shifts, mode=mode)
+    if cm:
+        ref = ref.reshape(2, s, c, 9, 13).transpose(1, 2).reshape(2, out_c, 9, 13)
+    torch.testing.assert_close(y, ref)
