@@ -35,3 +35,4 @@ __all__ = [
     "ACmix", "XVDeployError", "XVolution", "XVolutionSA", "__version__", "export_onnx", "fold",
     "load_checkpoint", "pssa_transform", "save_checkpoint", "zoo",
 ]
+import xvdeploy.plugins  # noqa: E402,F401  (registers torch.ops.xvdeploy.pssa; needs no triton)

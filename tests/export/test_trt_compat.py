@@ -150,8 +150,9 @@ def test_every_current_onnx_op_is_classified_or_reported():
 
 
 def test_pssa_plugin_node_is_a_plugin_warning():
+    # every attribute the plugin's ONNX schema requires (it may be registered by an earlier test)
     pssa = helper.make_node("PSSA", ["x"], ["t"], domain="ai.onnx.contrib", shifts=[-1, -1, 0, 1],
-                            plugin_namespace="xvdeploy", plugin_version="1")
+                            shifts_str="-1,-1,0,1", plugin_namespace="xvdeploy", plugin_version="1")
     nodes = [pssa, helper.make_node("Add", ["x", "t"], ["y"])]
     report = check_trt_compat(_model(nodes, [_x()], [_y()], extra_opsets=[("ai.onnx.contrib", 1)]))
     assert report.ok

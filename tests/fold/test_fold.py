@@ -18,7 +18,7 @@ PROBE_SIZE = {"acmix_resnet50": 100, "xv_digits": 8}
 
 def _probe(name: str, batch: int = 2) -> torch.Tensor:
     c, h, _ = zoo.input_shape(name)
-    s = PROBE_SIZE.get(name, 48)
+    s = PROBE_SIZE.get(name, 64)
     return torch.randn(batch, c, s, s, generator=torch.Generator().manual_seed(0))
 
 
