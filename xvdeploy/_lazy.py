@@ -30,7 +30,7 @@ def require(name: str, purpose: str | None = None) -> ModuleType:
         return importlib.import_module(name)
     except ImportError as exc:
         top = name.split(".")[0]
-        extra, default_purpose = _EXTRAS.get(top, ("all", f"This feature"))
+        extra, default_purpose = _EXTRAS.get(top, ("all", "This feature"))
         err = MissingDependencyError(top, extra, purpose or default_purpose)
         raise err from exc
 

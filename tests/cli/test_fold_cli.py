@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import save_file
 
 from tests.cli.conftest import assert_one_line_error, digest, invoke
-from xvdeploy import load_checkpoint, save_checkpoint, zoo
+from xvdeploy import load_checkpoint, zoo
 from xvdeploy.ops.base import FoldedOp
 
 
