@@ -7,7 +7,12 @@ import click
 @click.command("zoo")
 @click.option("--no-macs", is_flag=True, help="Skip counting MACs (faster).")
 def zoo(no_macs: bool) -> None:
-    """List the zoo's architectures: input, parameters and MACs (training / folded form)."""
+    """List the zoo's architectures: input, parameters and MACs (training / folded form).
+
+    MACs count convolutions and matrix products (torch's FLOP counter / 2); the
+    folded ACmix gathers its attention windows with a fixed one-hot convolution,
+    which is counted although it only moves data.
+    """
     from xvdeploy import zoo as zoo_api
     from xvdeploy.cli.table import format_table
 
@@ -20,5 +25,9 @@ def zoo(no_macs: bool) -> None:
             continue
         s = zoo_api.summary(name)
         rows.append([name, shape, f"{s.parameters / 1e6:.2f}M / {s.folded_parameters / 1e6:.2f}M",
-                     f"{s.macs / 1e9:.3f}G", f"{s.folded_macs / 1e9:.3f}G", s.description])
+                     _si(s.macs), _si(s.folded_macs), s.description])
     click.echo(format_table(["name", "input", "params (train / folded)", "MACs train", "MACs folded", "description"], rows))
+
+
+def _si(n: int) -> str:
+    return f"{n / 1e9:.3f}G" if n >= 1e8 else f"{n / 1e6:.3f}M"
