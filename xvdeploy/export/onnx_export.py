@@ -294,6 +294,10 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, input_shape: tuple[in
         proto = onnx.load(str(tmp))
         meta = {"xvdeploy.input_shape": "x".join(map(str, input_shape)), **(metadata or {})}
         dynamic_axes = _finalise(proto, meta)
+        static = [a for a in dynamic if a not in dynamic_axes]
+        if static:
+            notes.append(f"note: the network fixes {', '.join(static)} (torch.export specialised it); "
+                         "those axes are static in the graph")
         if simplify:
             proto = _simplify(proto)
         onnx.save(proto, str(tmp))
