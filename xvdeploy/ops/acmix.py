@@ -212,14 +212,23 @@ class ACmixFolded(FoldedOp):
         super()._load_from_state_dict(*args, **kwargs)
 
     def windows(self, x: torch.Tensor) -> torch.Tensor:
-        """``(N, C, H, W)`` → ``(N, C, k_att², H_out, W_out)`` with Pad(reflect) + one-hot Conv."""
+        """``(N, C, H, W)`` → ``(N, C, k_att², H_out, W_out)``: Pad(reflect), then the k_att² window taps.
+
+        Exported, the taps are a conv with fixed one-hot kernels (standard ONNX, no
+        Im2Col/Col2Im); in eager mode ``F.unfold`` gathers the same values without
+        the one-hot multiply-adds (identical results: both only copy).
+        """
         n, c, h, w = x.shape
         p = self.padding_att
         x = x.reshape(n * c, 1, h, w)
         if p:
             x = F.pad(x, (p, p, p, p), mode="reflect")
-        cols = F.conv2d(x, self.window_weight, stride=self.stride)
-        return cols.reshape(n, c, self.kernel_att ** 2, cols.shape[-2], cols.shape[-1])
+        if _tracing():
+            cols = F.conv2d(x, self.window_weight, stride=self.stride)
+            return cols.reshape(n, c, self.kernel_att ** 2, cols.shape[-2], cols.shape[-1])
+        k = self.kernel_att
+        h_out, w_out = (x.shape[-2] - k) // self.stride + 1, (x.shape[-1] - k) // self.stride + 1
+        return F.unfold(x, k, stride=self.stride).reshape(n, c, k * k, h_out, w_out)
 
     def compute_position(self, h, w, like: torch.Tensor) -> torch.Tensor:
         """``q_pe − unfold_rpe`` of the reference: ``(head_dim, k_att², H_out, W_out)``, constant per ``(H, W)``."""
