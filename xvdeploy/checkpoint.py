@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from xvdeploy.errors import XVDeployError
+from xvdeploy.errors import XVDeployError, first_line
 from xvdeploy.fileio import atomic_path
 
 FORMS = ("train", "folded")
@@ -64,7 +64,7 @@ def read_safetensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], 
             meta = dict(f.metadata() or {})
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise XVDeployError(f"{path}: not a valid safetensors file ({_first_line(exc)}); "
+        raise XVDeployError(f"{path}: not a valid safetensors file ({first_line(exc)}); "
                             "expected a checkpoint written by xvdeploy or safetensors") from None
     return tensors, meta
 
@@ -76,7 +76,7 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt or unsafe files
         raise XVDeployError(f"{path}: cannot load as a PyTorch state dict with weights_only=True "
-                            f"({_first_line(exc)}); expected a state dict of tensors or a .safetensors file") from None
+                            f"({first_line(exc)}); expected a state dict of tensors or a .safetensors file") from None
     for key in ("state_dict", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
@@ -93,14 +93,14 @@ def model_from_factory(spec: str) -> nn.Module:
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:
-        raise XVDeployError(f"--model {spec!r}: cannot import {module_name!r} ({_first_line(exc)})") from None
+        raise XVDeployError(f"--model {spec!r}: cannot import {module_name!r} ({first_line(exc)})") from None
     factory = getattr(module, attr, None)
     if not callable(factory):
         raise XVDeployError(f"--model {spec!r}: {module_name!r} has no callable {attr!r}")
     try:
         model = factory()
     except Exception as exc:
-        raise XVDeployError(f"--model {spec!r}: the factory failed ({type(exc).__name__}: {_first_line(exc)})") from None
+        raise XVDeployError(f"--model {spec!r}: the factory failed ({type(exc).__name__}: {first_line(exc)})") from None
     if not isinstance(model, nn.Module):
         raise XVDeployError(f"--model {spec!r}: the factory returned {type(model).__name__}, expected a torch.nn.Module")
     return model
@@ -223,8 +223,3 @@ def _existing_file(path: str | os.PathLike) -> Path:
     if not path.is_file():
         raise XVDeployError(f"{path}: not a file; expected a checkpoint (.safetensors or a PyTorch state dict)")
     return path
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

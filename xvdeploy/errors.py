@@ -18,6 +18,12 @@ class XVDeployError(Exception):
             self.exit_code = exit_code
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type name if it has none), for one-line errors."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 class MissingDependencyError(XVDeployError):
     """An optional dependency is not installed; the message names the extra."""
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from xvdeploy._lazy import require
-from xvdeploy.errors import XVDeployError
+from xvdeploy.errors import XVDeployError, first_line
 
 
 def _shape(value) -> str:
@@ -21,7 +21,7 @@ def inspect_onnx(path: Path) -> list[str]:
     try:
         proto = onnx.load(str(path))
     except Exception as exc:
-        raise XVDeployError(f"{path}: not a readable ONNX file ({str(exc).splitlines()[0] if str(exc) else exc!r})") from None
+        raise XVDeployError(f"{path}: not a readable ONNX file ({first_line(exc)})") from None
     if not proto.graph.node:
         raise XVDeployError(f"{path}: not an ONNX model (no graph nodes); expected an .onnx file")
     elem = {v: k for k, v in onnx.TensorProto.DataType.items()}

@@ -17,7 +17,7 @@ import torch
 from xvdeploy.bench.backends.base import BackendUnavailable, Runner, RunnerSpec
 from xvdeploy.bench.environment import environment
 from xvdeploy.bench.metrics import TOLERANCES, latency_stats, parity, status
-from xvdeploy.errors import XVDeployError
+from xvdeploy.errors import XVDeployError, first_line
 
 BACKENDS = ("torch", "onnxruntime", "tensorrt")
 PRECISIONS = tuple(TOLERANCES)
@@ -158,7 +158,7 @@ def _onnx_shape(path: Path) -> tuple[int, int, int] | None:
         proto = onnx.load(str(path), load_external_data=False)
         dims = proto.graph.input[0].type.tensor_type.shape.dim
     except Exception as exc:
-        raise XVDeployError(f"{path}: not a readable ONNX file ({str(exc).splitlines()[0] if str(exc) else exc!r})") from None
+        raise XVDeployError(f"{path}: not a readable ONNX file ({first_line(exc)})") from None
     values = [d.dim_value if d.dim_value > 0 else None for d in dims]
     if len(values) == 4 and all(v is not None for v in values[1:]):
         return tuple(values[1:])  # type: ignore[return-value]
@@ -287,7 +287,7 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -
                 ref = run_batches(reference_fn, x, batch)
             except RuntimeError as exc:
                 raise XVDeployError(f"the model cannot take batch {batch} of {'x'.join(map(str, shape))}: "
-                                    f"{str(exc).strip().splitlines()[0]}") from None
+                                    f"{first_line(exc)}") from None
             per_batch[batch] = (x, labels, ref)
         for spec, factory in make_runners(cfg, src, devices, workdir):
             if backend_reason(spec.backend):

@@ -7,7 +7,7 @@ import click
 import torch
 
 from xvdeploy.cli.options import arch_option, default_input_shape, load_model_source, model_option, parse_shape
-from xvdeploy.errors import ParityError, XVDeployError
+from xvdeploy.errors import ParityError, XVDeployError, first_line
 
 #: Whole-model rel-L2 limits of the check (float64 / float32 folded vs float64 training form).
 TOLERANCE_FLOAT64 = 1e-9
@@ -52,7 +52,7 @@ def fold(source: str, output: Path, arch: str | None, model_factory: str | None,
             result = check_fold(model, folded, records, probe)
         except RuntimeError as exc:
             raise XVDeployError(f"the model cannot take a probe input of shape {'x'.join(map(str, shape))} "
-                                f"({str(exc).splitlines()[0]}); give a valid --input-shape") from None
+                                f"({first_line(exc)}); give a valid --input-shape") from None
         _print_table(result)
         if result.total_float64 > TOLERANCE_FLOAT64 or not result.float32_ok(TOLERANCE_FLOAT32):
             raise ParityError(f"fold check failed: rel-L2 {result.total_float64:.2e} (float64, limit "

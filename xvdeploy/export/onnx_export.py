@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from xvdeploy._lazy import require
-from xvdeploy.errors import ParityError, XVDeployError
+from xvdeploy.errors import ParityError, XVDeployError, first_line
 from xvdeploy.export.census import OpCount, census, census_diff, non_standard, plain_counterpart
 from xvdeploy.fileio import atomic_path, check_output_path
 from xvdeploy.ops.xvolution import XVolutionFolded
@@ -125,7 +125,7 @@ def check_input_shape(model: nn.Module, shape: tuple[int, ...]) -> None:
         raise
     except RuntimeError as exc:
         raise XVDeployError(f"the network cannot take input shape {'x'.join(map(str, shape))}: "
-                            f"{str(exc).strip().splitlines()[0]}") from None
+                            f"{first_line(exc)}") from None
     finally:
         for h in handles:
             h.remove()
@@ -353,10 +353,7 @@ def _restore_level(logger: logging.Logger, level: int):
 
 
 def _summary(exc: BaseException) -> str:
-    text = str(exc).strip()
-    for line in text.splitlines():
-        if "Exception summary" in line:
-            continue
+    for line in str(exc).splitlines():  # torch.onnx's report: the "<class '…'>: message" line
         if line.startswith("<class"):
             return line.split(">:", 1)[-1].strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    return first_line(exc)

@@ -24,18 +24,7 @@ from torch import nn
 
 from xvdeploy.errors import XVDeployError
 from xvdeploy.folding.bn import bn_scale_shift, make_conv
-from xvdeploy.ops.base import FoldedOp
-
-
-def _positive(name: str, value: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise XVDeployError(f"{name} must be a positive integer, got {value!r}")
-    return value
-
-
-def _tracing() -> bool:
-    """True while the forward is compiled, traced or exported (no Python-side caching then)."""
-    return bool(torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export())
+from xvdeploy.ops.base import FoldedOp, is_tracing, positive_int
 
 
 def _check_size(h, w, padding: int, kernel_att: int) -> None:
@@ -52,7 +41,7 @@ def position_grid(h, w, like: torch.Tensor) -> torch.Tensor:
     ``-1 + 2·arange(n)/(n−1)`` so that H and W may stay symbolic.
     """
     kw = dict(dtype=like.dtype, device=like.device)
-    if isinstance(h, int) and isinstance(w, int) and not _tracing():
+    if isinstance(h, int) and isinstance(w, int) and not is_tracing():
         loc_w, loc_h = torch.linspace(-1.0, 1.0, w, **kw), torch.linspace(-1.0, 1.0, h, **kw)
     else:
         loc_w = torch.arange(w, **kw) * 2.0 / (w - 1) - 1.0
@@ -84,7 +73,7 @@ class ACmix(nn.Module):
         super().__init__()
         for name, value in (("in_planes", in_planes), ("out_planes", out_planes), ("kernel_att", kernel_att),
                             ("head", head), ("kernel_conv", kernel_conv), ("stride", stride), ("dilation", dilation)):
-            _positive(name, value)
+            positive_int(name, value)
         if out_planes % head:
             raise XVDeployError(f"head={head} must divide out_planes={out_planes}")
         if kernel_att % 2 == 0 or kernel_conv % 2 == 0:
@@ -223,7 +212,7 @@ class ACmixFolded(FoldedOp):
         x = x.reshape(n * c, 1, h, w)
         if p:
             x = F.pad(x, (p, p, p, p), mode="reflect")
-        if _tracing():
+        if is_tracing():
             cols = F.conv2d(x, self.window_weight, stride=self.stride)
             return cols.reshape(n, c, self.kernel_att ** 2, cols.shape[-2], cols.shape[-1])
         k = self.kernel_att
@@ -238,7 +227,7 @@ class ACmixFolded(FoldedOp):
 
     def position(self, h, w, like: torch.Tensor) -> torch.Tensor:
         """The position term, cached by ``(H, W)`` in eager mode, computed in-graph while tracing."""
-        if _tracing() or not (isinstance(h, int) and isinstance(w, int)):
+        if is_tracing() or not (isinstance(h, int) and isinstance(w, int)):
             return self.compute_position(h, w, like)
         cached = self._position_cache.get((h, w))
         if cached is None or cached.dtype != like.dtype or cached.device != like.device:

@@ -5,6 +5,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from xvdeploy.errors import XVDeployError
+
+
+def positive_int(name: str, value: int) -> int:
+    """``value`` if it is a positive integer, else a one-line error naming the argument."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise XVDeployError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+def is_tracing() -> bool:
+    """True while a forward is compiled, traced or exported (no data-dependent Python branches then)."""
+    return bool(torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export())
+
 
 def same_padding(kernel_size: int, dilation: int = 1) -> tuple[int, int]:
     """(before, after) zero padding that keeps ``ceil(H / stride)`` outputs for any kernel."""

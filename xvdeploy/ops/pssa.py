@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from xvdeploy.errors import XVDeployError
+from xvdeploy.ops.base import is_tracing
 
 Shift = tuple[int, int]
 MODES = ("sum", "concat")
@@ -133,7 +134,7 @@ def pssa_depthwise(x: torch.Tensor, kernel: ShiftKernel, weight: torch.Tensor, m
     ``C·|S|×1×1×1``) may be passed in "concat" mode to keep it a constant.
     """
     n, c, h, w = x.shape
-    if not _exporting() and not kernel.fits(h, w):
+    if not is_tracing() and not kernel.fits(h, w):
         ref = pssa_transform(x, shifts=kernel.shifts, mode=mode)
         if mode == "concat":
             ref = ref.view(n, len(kernel.shifts), c, h, w).transpose(1, 2).reshape(n, -1, h, w)
@@ -147,6 +148,3 @@ def pssa_depthwise(x: torch.Tensor, kernel: ShiftKernel, weight: torch.Tensor, m
     repeat = weight.new_ones(weight.shape[0], 1, 1, 1) if repeat_weight is None else repeat_weight
     return F.conv2d(x, repeat, groups=c) * a
 
-
-def _exporting() -> bool:
-    return bool(torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export())

@@ -12,14 +12,8 @@ from torch import nn
 
 from xvdeploy.errors import XVDeployError
 from xvdeploy.folding.bn import bn_scale_shift, conv_weight_bias, fuse_bn, make_conv, pad_kernel
-from xvdeploy.ops.base import FoldedOp, SameConv2d
+from xvdeploy.ops.base import FoldedOp, SameConv2d, positive_int
 from xvdeploy.ops.pssa import ShiftKernel, _check_mode, pssa_depthwise, pssa_transform, resolve_shifts
-
-
-def _positive(name: str, value: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise XVDeployError(f"{name} must be a positive integer, got {value!r}")
-    return value
 
 
 class XVolution(nn.Module):
@@ -42,7 +36,7 @@ class XVolution(nn.Module):
         for name, value in (("in_channels", in_channels), ("out_channels", out_channels),
                             ("kernel_size", kernel_size), ("attn_kernel_size", attn_kernel_size),
                             ("stride", stride), ("dilation", dilation), ("groups", groups)):
-            _positive(name, value)
+            positive_int(name, value)
         _check_mode(mode)
         if in_channels % groups or out_channels % groups:
             raise XVDeployError(f"groups={groups} must divide in_channels={in_channels} and out_channels={out_channels}")

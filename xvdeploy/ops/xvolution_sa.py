@@ -13,7 +13,7 @@ from torch import nn
 
 from xvdeploy.errors import XVDeployError
 from xvdeploy.folding.bn import bn_scale_shift, conv_weight_bias, fuse_bn, make_conv
-from xvdeploy.ops.base import FoldedOp, SameConv2d
+from xvdeploy.ops.base import FoldedOp, SameConv2d, positive_int
 
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> torch.Tensor:
@@ -45,8 +45,7 @@ class XVolutionSA(nn.Module):
         super().__init__()
         for name, value in (("in_channels", in_channels), ("out_channels", out_channels),
                             ("kernel_size", kernel_size), ("heads", heads), ("stride", stride), ("dilation", dilation)):
-            if not isinstance(value, int) or value < 1:
-                raise XVDeployError(f"{name} must be a positive integer, got {value!r}")
+            positive_int(name, value)
         if out_channels % heads:
             raise XVDeployError(f"heads={heads} must divide out_channels={out_channels}")
         self.in_channels, self.out_channels, self.heads = in_channels, out_channels, heads
