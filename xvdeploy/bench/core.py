@@ -106,6 +106,7 @@ class Sources:
     shape: tuple[int, int, int] | None = None
     classifier: bool = True
     is_digits: bool = False
+    plugin: bool = False  # the ONNX graph holds custom PSSA nodes
 
 
 def load_sources(cfg: BenchConfig, workdir: Path, need_onnx: bool) -> Sources:
@@ -124,7 +125,8 @@ def load_sources(cfg: BenchConfig, workdir: Path, need_onnx: bool) -> Sources:
     if path.suffix == ".onnx":
         if not path.is_file():
             raise XVDeployError(f"{path}: no such file; expected an ONNX model")
-        return Sources(path.name, onnx=path, shape=_onnx_shape(path))
+        shape, plugin = _onnx_info(path)
+        return Sources(path.name, onnx=path, shape=shape, plugin=plugin)
     if path.suffix in (".plan", ".engine"):
         if not path.is_file():
             raise XVDeployError(f"{path}: no such file; expected a TensorRT engine")
@@ -148,24 +150,29 @@ def load_sources(cfg: BenchConfig, workdir: Path, need_onnx: bool) -> Sources:
         sources.onnx = workdir / "model.onnx"
         export_onnx(sources.folded, sources.onnx, (1, *shape), check=False, compare_plain=False,
                     pssa_plugin=cfg.pssa_plugin)
+        sources.plugin = cfg.pssa_plugin
     return sources
 
 
-def _onnx_shape(path: Path) -> tuple[int, int, int] | None:
+def _onnx_info(path: Path) -> tuple[tuple[int, int, int] | None, bool]:
+    """``((C, H, W) or None, whether it holds PSSA plugin nodes)``, reading the file once."""
     import onnx
+
+    from xvdeploy.export.onnx_export import has_plugin_nodes
 
     try:
         proto = onnx.load(str(path), load_external_data=False)
         dims = proto.graph.input[0].type.tensor_type.shape.dim
     except Exception as exc:
         raise XVDeployError(f"{path}: not a readable ONNX file ({first_line(exc)})") from None
+    plugin = has_plugin_nodes(proto)
     values = [d.dim_value if d.dim_value > 0 else None for d in dims]
     if len(values) == 4 and all(v is not None for v in values[1:]):
-        return tuple(values[1:])  # type: ignore[return-value]
+        return tuple(values[1:]), plugin  # type: ignore[return-value]
     exported = {p.key: p.value for p in proto.metadata_props}.get("xvdeploy.input_shape")  # written by export
     if exported:
-        return tuple(int(v) for v in exported.split("x")[1:])  # type: ignore[return-value]
-    return None
+        return tuple(int(v) for v in exported.split("x")[1:]), plugin  # type: ignore[return-value]
+    return None, plugin
 
 
 # -- data -----------------------------------------------------------------------------------------------------
@@ -228,11 +235,8 @@ def make_runners(cfg: BenchConfig, src: Sources, devices: list[str], workdir: Pa
                         yield spec, lambda spec=spec, model=model: TorchRunner(
                             spec, model, compile=cfg.compile, cuda_graph=cfg.cuda_graphs and spec.device == "cuda")
                 elif backend == "onnxruntime" and src.onnx is not None:
-                    from xvdeploy.export.onnx_export import has_plugin_nodes
-
-                    plugin = has_plugin_nodes(src.onnx)
-                    spec = RunnerSpec("onnxruntime", "onnx-plugin" if plugin else "onnx", precision, device)
-                    yield spec, lambda spec=spec: OrtRunner(spec, src.onnx, cfg.threads, plugin=plugin)
+                    spec = RunnerSpec("onnxruntime", "onnx-plugin" if src.plugin else "onnx", precision, device)
+                    yield spec, lambda spec=spec: OrtRunner(spec, src.onnx, cfg.threads, plugin=src.plugin)
                 elif backend == "tensorrt" and (src.onnx is not None or src.plan is not None):
                     spec = RunnerSpec("tensorrt", "engine", precision, "cuda")
 
@@ -324,7 +328,7 @@ def _reference(src: Sources) -> tuple[Callable[[np.ndarray], np.ndarray], str]:
     if src.onnx is not None:
         from xvdeploy.export.onnx_export import ort_session
 
-        session = ort_session(src.onnx)
+        session = ort_session(src.onnx, plugin=src.plugin)
         name = session.get_inputs()[0].name
         return (lambda x: session.run(None, {name: x})[0]), "onnxruntime CPU fp32 of the ONNX file (no PyTorch model given)"
     raise XVDeployError("an engine alone has no reference; bench the ONNX file or the checkpoint it came from")

@@ -203,18 +203,22 @@ def _finalise(proto, metadata: dict[str, str]) -> list[str]:
     return [AXIS_NAMES[i] for i, d in enumerate(dims) if d.dim_param and i in AXIS_NAMES]
 
 
-def has_plugin_nodes(path: str | os.PathLike) -> bool:
-    """Whether an ONNX file holds custom PSSA nodes (written by ``export --pssa-plugin``)."""
-    onnx = require("onnx", "Reading ONNX files")
-    from xvdeploy.export.census import census, non_standard
+def has_plugin_nodes(model) -> bool:
+    """Whether an ONNX model (a ModelProto or a path) holds custom PSSA nodes (``export --pssa-plugin``)."""
+    if isinstance(model, (str, os.PathLike)):
+        model = require("onnx", "Reading ONNX files").load(str(model), load_external_data=False)
+    return any(c.op_type.startswith("PSSA") for c in non_standard(census(model)))
 
-    return any(c.op_type.startswith("PSSA") for c in non_standard(census(onnx.load(str(path), load_external_data=False))))
 
+def ort_session(path_or_bytes, providers: list[str] | None = None, plugin: bool | None = None):
+    """An onnxruntime session (CPU by default); graphs with PSSA nodes get the extensions' custom op.
 
-def ort_session(path_or_bytes, providers: list[str] | None = None):
-    """An onnxruntime session (CPU by default); graphs with PSSA nodes get the extensions' custom op."""
+    ``plugin`` says whether the graph holds PSSA nodes; None reads the file to find out.
+    """
     ort = require("onnxruntime", "The onnxruntime backend")
-    if not isinstance(path_or_bytes, bytes) and has_plugin_nodes(path_or_bytes):
+    if plugin is None:
+        plugin = not isinstance(path_or_bytes, bytes) and has_plugin_nodes(path_or_bytes)
+    if plugin:
         from xvdeploy.plugins.onnx_node import make_session
 
         return make_session(str(path_or_bytes))
@@ -319,7 +323,7 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, input_shape: tuple[in
         if check:
             index = {v: k for k, v in AXIS_NAMES.items()}
             dyn = {index[a]: a for a in dynamic_axes}
-            session = ort_session(tmp)
+            session = ort_session(tmp, plugin=pssa_plugin)
             report.parity = parity_check(model, session, [input_shape, second_shape(input_shape, dyn)])
             if not report.parity_ok and not force:
                 raise ParityError("onnxruntime output differs from PyTorch: " + "; ".join(
