@@ -115,12 +115,10 @@ def load_sources(cfg: BenchConfig, workdir: Path, need_onnx: bool) -> Sources:
     from xvdeploy.folding import fold
 
     source = cfg.model
-    if source is None:
+    if source is None:  # the shipped digits model
         from xvdeploy import zoo
 
-        source = "xv_digits"
-        shipped = zoo.pretrained(source)
-        source = str(shipped)
+        source = str(zoo.pretrained("xv_digits"))
     path = Path(source)
     if path.suffix == ".onnx":
         if not path.is_file():
@@ -218,7 +216,7 @@ def backend_reason(backend: str) -> str | None:
     return None
 
 
-def make_runners(cfg: BenchConfig, src: Sources, devices: list[str], workdir: Path):
+def make_runners(cfg: BenchConfig, src: Sources, devices: list[str]):
     """Yield ``(spec, factory)`` for every combination asked for."""
     from xvdeploy.bench.backends.ort_backend import OrtRunner
     from xvdeploy.bench.backends.torch_backend import TorchRunner
@@ -293,7 +291,7 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -
                 raise XVDeployError(f"the model cannot take batch {batch} of {'x'.join(map(str, shape))}: "
                                     f"{first_line(exc)}") from None
             per_batch[batch] = (x, labels, ref)
-        for spec, factory in make_runners(cfg, src, devices, workdir):
+        for spec, factory in make_runners(cfg, src, devices):
             if backend_reason(spec.backend):
                 continue
             try:

@@ -52,7 +52,7 @@ def export(source: str, output: Path, input_shape: str | None, dynamic: str, sta
     if report_path is not None:
         check_output_path(report_path, source_path, output)
     model, arch_name = load_model_source(source, arch, model_factory)
-    shape = parse_shape(input_shape) if input_shape else default_input_shape(model, arch_name)
+    shape = parse_shape(input_shape) if input_shape else default_input_shape(arch_name)
     if shape is None:
         raise XVDeployError("this model has no default input shape; give --input-shape NxCxHxW")
     if not no_fold and model_form(model) == "train":

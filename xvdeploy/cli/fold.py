@@ -44,7 +44,7 @@ def fold(source: str, output: Path, arch: str | None, model_factory: str | None,
         click.echo(f"{source} is already folded; writing it unchanged")
     folded, records = fold_with_records(model)
     if check and records:
-        shape = parse_shape(input_shape) if input_shape else default_input_shape(model, arch_name, batch=2)
+        shape = parse_shape(input_shape) if input_shape else default_input_shape(arch_name, batch=2)
         if shape is None:
             raise XVDeployError("cannot choose a probe input for this model; give --input-shape NxCxHxW or --no-check")
         probe = torch.randn(shape, generator=torch.Generator().manual_seed(seed))

@@ -48,7 +48,7 @@ def load_model_source(source: str, arch: str | None = None, model_factory: str |
                         f"expected a checkpoint path or one of: {', '.join(zoo.names())}")
 
 
-def default_input_shape(model: nn.Module, arch: str | None, batch: int = 1) -> tuple[int, int, int, int] | None:
+def default_input_shape(arch: str | None, batch: int = 1) -> tuple[int, int, int, int] | None:
     """``(batch, C, H, W)`` of the zoo architecture, if known."""
     from xvdeploy import zoo
 
