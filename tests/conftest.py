@@ -7,11 +7,23 @@ import torch
 from hypothesis import HealthCheck, settings
 
 # CI runs the property tests with at least 200 examples each.
-settings.register_profile("ci", max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# derandomize: the same 200 examples every run, so a CI result never depends on luck.
+settings.register_profile("ci", max_examples=200, deadline=None, derandomize=True,
+                          suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("dev", max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture(autouse=True)
+def _seeded():
+    """Every test starts from the same global RNG state: no test passes or fails by the draw."""
+    import numpy as np
+
+    seed = int(os.environ.get("XV_TEST_SEED", "0"))  # another seed hunts for tolerances that hold by luck
+    torch.manual_seed(seed)
+    np.random.seed(seed)
 
 
 def randomize_bn(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
