@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 from xvdeploy.errors import XVDeployError
-from xvdeploy.ops.acmix import ACmix, ACmixFolded
+from xvdeploy.ops.acmix import ACmix, ACmixFolded, slice_windows
 from xvdeploy.ops.base import FoldedOp
 
 
@@ -233,3 +235,15 @@ def test_kernel_att_one_and_dilation():
     x = torch.randn(2, 8, 5, 1, dtype=torch.float64)
     with torch.no_grad():
         assert rel_l2(block.fold()(x), block(x)) <= 1e-10
+
+
+@settings(max_examples=60)
+@given(k=st.sampled_from([1, 3, 5, 7]), stride=st.integers(1, 3), n=st.integers(1, 2), c=st.integers(1, 3),
+       extra_h=st.integers(0, 6), extra_w=st.integers(0, 6))
+def test_slice_windows_equals_unfold(k, stride, n, c, extra_h, extra_w):
+    """The exported window gather (strided slices) is F.unfold's, tap for tap."""
+    h, w = k + extra_h, k + extra_w
+    x = torch.randn(n, c, h, w, dtype=torch.float64)
+    h_out, w_out = (h - k) // stride + 1, (w - k) // stride + 1
+    ref = torch.nn.functional.unfold(x, k, stride=stride).view(n, c, k * k, h_out, w_out)
+    assert torch.equal(slice_windows(x, k, stride), ref)

@@ -9,9 +9,8 @@ import click
 def zoo(no_macs: bool) -> None:
     """List the zoo's architectures: input, parameters and MACs (training / folded form).
 
-    MACs count convolutions and matrix products (torch's FLOP counter / 2); the
-    folded ACmix gathers its attention windows with a fixed one-hot convolution,
-    which is counted although it only moves data.
+    MACs count convolutions and matrix products (torch's FLOP counter / 2);
+    element-wise work (PSSA products, attention-window products, BN) is not counted.
     """
     from xvdeploy import zoo as zoo_api
     from xvdeploy.cli.table import format_table

@@ -12,9 +12,9 @@ Inference: ``fc∘[conv1, conv2, conv3]`` is linear in ``x``, so stage I is one
 1×1 conv emitting ``[k, rate1·v, q·scaling, f_conv]`` (a trailing BN's scale
 folded into ``v`` and the grouped conv, its shift into the grouped conv's
 bias); the position term depends only on ``(H, W)`` and is cached per size
-(computed in-graph from the input's shape when exporting). Windows are taken
-with a fixed one-hot convolution, not ``Unfold``, so the graph exports to
-plain ONNX operators (Pad, Conv, Mul, Add, ReduceSum, Softmax, ...).
+(computed in-graph from the input's shape when exporting). Exported, windows
+are taken with strided Slices, not ``Unfold``, so the graph has only plain
+ONNX operators (Pad, Slice, Concat, Conv, Mul, Add, ReduceSum, Softmax, ...).
 """
 from __future__ import annotations
 
@@ -53,6 +53,26 @@ def window_kernel(kernel: int, dtype: torch.dtype | None = None, device=None) ->
     """One-hot ``(k², 1, k, k)`` kernel: output channel ``j`` is window tap ``(j // k, j % k)`` (``Unfold`` order)."""
     n = kernel * kernel
     return torch.eye(n, dtype=dtype, device=device).view(n, 1, kernel, kernel)
+
+
+def slice_windows(x: torch.Tensor, kernel: int, stride: int = 1) -> torch.Tensor:
+    """``F.unfold``'s taps by slicing: ``(N, C, H, W)`` → ``(N, C, k², H_out, W_out)``, tap ``j = dy·k + dx``.
+
+    Columns first (``k`` strided slices concatenated on the channel axis), then
+    rows of that (``k`` more): ``2k`` Slices and two Concats instead of ``k²``
+    slices, and channel ``(dy·k + dx)·C + c`` comes out in unfold's tap order.
+    Slice ends are negative offsets from the end (or open), so an exported
+    graph has constant Slice inputs and H, W stay dynamic.
+    ``H_out = (H − k) // stride + 1`` as for ``F.unfold``.
+    """
+    def end(d: int) -> int | None:
+        return d - (kernel - 1) or None
+
+    cols = torch.cat([x[..., dx:end(dx):stride] for dx in range(kernel)], dim=1)  # (N, k·C, H, W_out)
+    taps = torch.cat([cols[:, :, dy:end(dy):stride] for dy in range(kernel)], dim=1)  # (N, k²·C, H_out, W_out)
+    if x.shape[1] == 1:
+        return taps.unsqueeze(1)
+    return taps.unflatten(1, (kernel * kernel, x.shape[1])).transpose(1, 2)
 
 
 class ACmix(nn.Module):
@@ -169,8 +189,8 @@ class ACmix(nn.Module):
 class ACmixFolded(FoldedOp):
     """ACmix, inference form.
 
-    ``[k, v, q, f] = Conv1×1(x)``; windows of ``k, v`` by reflection pad + a
-    one-hot ``k_att×k_att`` conv (stride ``s``); ``att = softmax_j Σ_d
+    ``[k, v, q, f] = Conv1×1(x)``; windows of ``k, v`` by reflection pad +
+    ``k_att×k_att`` taps (stride ``s``); ``att = softmax_j Σ_d
     q·(k_j + P_j)`` with the cached position term ``P``; ``y = Σ_j att_j·v_j +
     GroupedConv(f)``.
     """
@@ -188,8 +208,6 @@ class ACmixFolded(FoldedOp):
         self.head_dim = out_planes // head
         self.stride, self.padding_att = stride, padding_att
         self.stem, self.conv_p, self.dep_conv = stem, conv_p, dep_conv
-        like = stem.weight
-        self.register_buffer("window_weight", window_kernel(kernel_att, like.dtype, like.device), persistent=False)
         self._position_cache: dict[tuple[int, int], torch.Tensor] = {}
 
     def _apply(self, fn, *args, **kwargs):
@@ -203,21 +221,21 @@ class ACmixFolded(FoldedOp):
     def windows(self, x: torch.Tensor) -> torch.Tensor:
         """``(N, C, H, W)`` → ``(N, C, k_att², H_out, W_out)``: Pad(reflect), then the k_att² window taps.
 
-        Exported, the taps are a conv with fixed one-hot kernels (standard ONNX, no
-        Im2Col/Col2Im); in eager mode ``F.unfold`` gathers the same values without
-        the one-hot multiply-adds (identical results: both only copy).
+        Exported, the taps are strided Slices in two separable steps (columns,
+        then rows: 2·k_att Slice nodes, no Im2Col/Col2Im, no multiply-adds); in
+        eager mode ``F.unfold`` gathers the same values. Both only copy.
         """
         n, c, h, w = x.shape
-        p = self.padding_att
-        x = x.reshape(n * c, 1, h, w)
+        p, k = self.padding_att, self.kernel_att
+        if is_tracing():  # one channel per image: the taps come out without a transpose
+            x = x.reshape(n * c, 1, h, w)
         if p:
             x = F.pad(x, (p, p, p, p), mode="reflect")
         if is_tracing():
-            cols = F.conv2d(x, self.window_weight, stride=self.stride)
-            return cols.reshape(n, c, self.kernel_att ** 2, cols.shape[-2], cols.shape[-1])
-        k = self.kernel_att
+            taps = slice_windows(x, k, self.stride)
+            return taps.reshape(n, c, k * k, taps.shape[-2], taps.shape[-1])
         h_out, w_out = (x.shape[-2] - k) // self.stride + 1, (x.shape[-1] - k) // self.stride + 1
-        return F.unfold(x, k, stride=self.stride).reshape(n, c, k * k, h_out, w_out)
+        return F.unfold(x, k, stride=self.stride).view(n, c, k * k, h_out, w_out)
 
     def compute_position(self, h, w, like: torch.Tensor) -> torch.Tensor:
         """``q_pe − unfold_rpe`` of the reference: ``(head_dim, k_att², H_out, W_out)``, constant per ``(H, W)``."""
