@@ -17,6 +17,7 @@ input errors come first and the build is never started for a bad request.
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import os
 import time
@@ -82,14 +83,30 @@ class OnnxParseError(XVDeployError):
 # -- checks that need no TensorRT ---------------------------------------------------------------------
 def read_onnx_inputs(onnx_path: Path) -> dict[str, DeclaredShape]:
     """Graph inputs (initializers excluded) and their dimensions, ``-1`` where dynamic."""
+    return dict(_onnx_header(*_file_key(onnx_path))[0])
+
+
+def read_onnx_metadata(onnx_path: Path) -> dict[str, str]:
+    """The model's ``metadata_props``."""
+    return dict(_onnx_header(*_file_key(onnx_path))[1])
+
+
+def _file_key(path: Path) -> tuple[str, int, int]:
+    st = Path(path).stat()
+    return str(Path(path).resolve()), st.st_mtime_ns, st.st_size
+
+
+@functools.lru_cache(maxsize=4)
+def _onnx_header(path: str, _mtime_ns: int, _size: int) -> tuple[dict[str, DeclaredShape], dict[str, str]]:
+    """Inputs and metadata of one ONNX file, parsed once per file version (a ResNet-50 is ~100 MB of protobuf)."""
     onnx = require("onnx", "Reading the model's inputs")
     try:
-        model = onnx.load(str(onnx_path), load_external_data=False)
+        model = onnx.load(path, load_external_data=False)
     except Exception as exc:  # protobuf raises DecodeError and friends
-        raise XVDeployError(f"{onnx_path} is not an ONNX model ({type(exc).__name__}); "
+        raise XVDeployError(f"{path} is not an ONNX model ({type(exc).__name__}); "
                             "expected a .onnx file such as 'xvdeploy export' writes") from exc
     if not model.opset_import or not model.graph.node:
-        raise XVDeployError(f"{onnx_path} is not an ONNX model (no opset or no nodes); "
+        raise XVDeployError(f"{path} is not an ONNX model (no opset or no nodes); "
                             "expected a .onnx file such as 'xvdeploy export' writes")
     initializers = {init.name for init in model.graph.initializer}
     inputs: dict[str, DeclaredShape] = {}
@@ -98,7 +115,7 @@ def read_onnx_inputs(onnx_path: Path) -> dict[str, DeclaredShape]:
             continue
         dims = vi.type.tensor_type.shape.dim
         inputs[vi.name] = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in dims)
-    return inputs
+    return inputs, {p.key: p.value for p in model.metadata_props}
 
 
 def check_build_request(onnx_path: Path, plan_path: Path, settings: BuildSettings,
@@ -146,9 +163,7 @@ def default_profiles(onnx_path: Path, inputs: dict[str, DeclaredShape]) -> tuple
     """
     from xvdeploy.trt.shapes import ShapeRange
 
-    onnx = require("onnx", "Reading the model's inputs")
-    meta = {p.key: p.value for p in onnx.load(str(onnx_path), load_external_data=False).metadata_props}
-    example = meta.get("xvdeploy.input_shape")
+    example = read_onnx_metadata(onnx_path).get("xvdeploy.input_shape")
     if not example or len(inputs) != 1:
         return ()
     name, declared = next(iter(inputs.items()))
