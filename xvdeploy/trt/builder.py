@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-
 import os
 import time
 from dataclasses import dataclass, field
@@ -83,31 +82,34 @@ class OnnxParseError(XVDeployError):
 # -- checks that need no TensorRT ---------------------------------------------------------------------
 def read_onnx_inputs(onnx_path: Path) -> dict[str, DeclaredShape]:
     """Graph inputs (initializers excluded) and their dimensions, ``-1`` where dynamic."""
-    return dict(_onnx_header(*_file_key(onnx_path))[0])
+    return dict(_read_header(onnx_path)[0])
 
 
 def read_onnx_metadata(onnx_path: Path) -> dict[str, str]:
     """The model's ``metadata_props``."""
-    return dict(_onnx_header(*_file_key(onnx_path))[1])
+    return dict(_read_header(onnx_path)[1])
 
 
-def _file_key(path: Path) -> tuple[str, int, int]:
-    st = Path(path).stat()
-    return str(Path(path).resolve()), st.st_mtime_ns, st.st_size
+def _read_header(onnx_path: Path) -> tuple[dict[str, DeclaredShape], dict[str, str]]:
+    st = Path(onnx_path).stat()
+    header = _onnx_header(str(Path(onnx_path).resolve()), st.st_mtime_ns, st.st_size)
+    if isinstance(header, str):
+        raise XVDeployError(f"{onnx_path} is not an ONNX model ({header}); "
+                            "expected a .onnx file such as 'xvdeploy export' writes")
+    return header
 
 
 @functools.lru_cache(maxsize=4)
-def _onnx_header(path: str, _mtime_ns: int, _size: int) -> tuple[dict[str, DeclaredShape], dict[str, str]]:
-    """Inputs and metadata of one ONNX file, parsed once per file version (a ResNet-50 is ~100 MB of protobuf)."""
+def _onnx_header(path: str, _mtime_ns: int, _size: int) -> tuple[dict[str, DeclaredShape], dict[str, str]] | str:
+    """Inputs and metadata of one ONNX file, parsed once per file version (a ResNet-50 is ~100 MB
+    of protobuf), or why it is not an ONNX model."""
     onnx = require("onnx", "Reading the model's inputs")
     try:
         model = onnx.load(path, load_external_data=False)
     except Exception as exc:  # protobuf raises DecodeError and friends
-        raise XVDeployError(f"{path} is not an ONNX model ({type(exc).__name__}); "
-                            "expected a .onnx file such as 'xvdeploy export' writes") from exc
+        return type(exc).__name__
     if not model.opset_import or not model.graph.node:
-        raise XVDeployError(f"{path} is not an ONNX model (no opset or no nodes); "
-                            "expected a .onnx file such as 'xvdeploy export' writes")
+        return "no opset or no nodes"
     initializers = {init.name for init in model.graph.initializer}
     inputs: dict[str, DeclaredShape] = {}
     for vi in model.graph.input:
