@@ -90,6 +90,7 @@ def bandwidth(quick: bool) -> tuple[list[str], dict]:
         elem = torch.tensor([], dtype=dtype).element_size()
         c = 256
         hw = max(112, int(((8 * l2) / (8 * c * elem)) ** 0.5) + 1)  # X alone ≥ 8× L2
+        hw = -(-hw // 16) * 16  # rows a multiple of 16 elements: aligned vector loads/stores are possible
         x = torch.randn(8, c, hw, hw, device="cuda", dtype=dtype)
         nbytes = 2 * x.numel() * elem  # read X once + write T once
         dst = torch.empty_like(x)

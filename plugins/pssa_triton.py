@@ -155,10 +155,12 @@ def pssa_triton(
     if out.numel() == 0:
         return out
     hw = h * w
-    if hw >= 2**31:
-        raise XVDeployError(f"the PSSA kernel needs H·W < 2^31, got {h}×{w}")
     blk = pick_block(hw, block)
     nblk = -(-hw // blk)
+    if nblk * blk >= 2**31:  # in-plane offsets are int32, the last block's included
+        raise XVDeployError(f"the PSSA kernel needs H·W ≤ 2^31 − {blk}, got {h}×{w}")
+    if n * c * nblk >= 2**31:  # CUDA's grid x limit
+        raise XVDeployError(f"the PSSA kernel needs N·C·⌈H·W/{blk}⌉ < 2^31 blocks, got {n * c * nblk}")
     kernel = load_kernel()
     grid = (n * c * nblk,)
     with torch.cuda.device(x.device) if x.is_cuda else nullcontext():

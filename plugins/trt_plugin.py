@@ -3,11 +3,11 @@
 :func:`register_trt_plugin` registers two plugins, ``xvdeploy::PSSA`` ("sum",
 ``T = X ⊙ Σ_s roll_s X``) and ``xvdeploy::PSSAConcat`` ("concat",
 ``concat_s X ⊙ roll_s X``), with the attribute ``shifts`` (int32 array, flat
-``[dy0, dx0, …]``) and, for ``PSSAConcat``, ``channel_major`` (int: output
-channel ``c·|S| + s`` if 1, ``s·C + c`` if 0). TensorRT's ONNX parser maps the
+``[dy0, dx0, …]``) and, for ``PSSAConcat``, ``channel_major`` (a one-element
+int32 array: output channel ``c·|S| + s`` if 1, ``s·C + c`` if 0). TensorRT's ONNX parser maps the
 custom nodes of :mod:`xvdeploy.plugins.onnx_node` to them (``op_type`` =
 plugin name, ``plugin_namespace`` attribute = ``"xvdeploy"``; it passes only
-the declared attributes, INTS → int32 array, INT → int). Call it before
+the declared attributes, INTS and INT both as int32 arrays). Call it before
 parsing (``xvdeploy build --pssa-plugin``).
 
 * ``register``: output descriptor (same shape, or ``C·|S|`` channels);
@@ -227,14 +227,14 @@ def _make_defs(trtp: Any, mode: str) -> dict[str, Any]:
             y = _torch_view(outputs[0])
             hw = int(x.shape[2]) * int(x.shape[3])
             block = min(TACTIC_BLOCKS.get(int(tactic), TACTIC_BLOCKS[_DEFAULT_TACTIC]), pick_block(hw))
-            pssa_triton(x, [int(v) for v in shifts], mode, channel_major=bool(channel_major), block=block, out=y)
+            pssa_triton(x, [int(v) for v in shifts], mode, channel_major=_flag(channel_major), block=block, out=y)
 
     def launch_aot(inp0, shifts, channel_major, tactic):
         dtype = _TRT_TO_TRITON.get(str(inp0.dtype).split(".")[-1])
         if dtype is None:
             raise XVDeployError(f"the PSSA TensorRT plugin supports FP32, FP16 and BF16, got {inp0.dtype}")
         block = TACTIC_BLOCKS.get(int(tactic), TACTIC_BLOCKS[_DEFAULT_TACTIC])
-        k = _aot_cached(dtype, tuple(int(v) for v in shifts), concat, block, bool(channel_major))
+        k = _aot_cached(dtype, tuple(int(v) for v in shifts), concat, block, _flag(channel_major))
         e = inp0.shape_expr
         nblk = trtp.cdiv(e[2] * e[3], block)
         launch = trtp.KernelLaunchParams()
@@ -256,7 +256,9 @@ def _make_defs(trtp: Any, mode: str) -> dict[str, Any]:
         def aot_impl(inp0, shifts, channel_major, outputs, tactic):
             return launch_aot(inp0, shifts, channel_major, tactic)
 
-        attrs = {"shifts": shifts_type, "channel_major": int}
+        # an ONNX INT attribute reaches the plugin as a one-element int32 field; tensorrt.plugin builds
+        # the value with annotation(field) and int(1-element array) raises on NumPy 2: take an array
+        attrs = {"shifts": shifts_type, "channel_major": shifts_type}
     else:
         def desc(inp0, shifts):
             return out_desc(inp0, shifts)
@@ -282,6 +284,11 @@ def _make_defs(trtp: Any, mode: str) -> dict[str, Any]:
         }
         defs["aot_impl"] = (trtp.aot_impl, aot_impl)
     return {k: dec(pid)(fn) for k, (dec, fn) in defs.items()}
+
+
+def _flag(value) -> bool:
+    """A flag given as a Python bool/int or as TensorRT's one-element attribute array."""
+    return bool(np.asarray(value).reshape(-1)[0]) if np.ndim(value) else bool(value)
 
 
 def _aot_cached(dtype: str, shifts: tuple[int, ...], concat: bool, block: int, channel_major: bool) -> AOTKernel:

@@ -126,3 +126,45 @@ def test_bench_model_cannot_take_shape():
     result = invoke("bench", "xv_resnet34_s3", "--input-shape", "4x32x32", "--backends", "torch", "--iters", "1",
                     "--quiet", "--data", "random")
     assert_one_line_error(result, "cannot take batch 1 of 4x32x32")
+
+
+def test_compiled_runners_one_after_another_stay_compiled():
+    """Every runner compiles the same forward; dynamo's per-code cache (8 entries) must not fill up.
+
+    Twelve networks sharing one ``forward`` (as resnet50 and xv_resnet50_s3, or a
+    training and a folded form, do): without a reset per runner the recompile
+    limit is hit after eight, which the runner turns into an error instead of
+    dynamo's quiet fall-back to eager.
+    """
+    from torch import _dynamo
+
+    before = _dynamo.config.fail_on_recompile_limit_hit
+    x = np.ones((2, 1, 4, 4), np.float32)
+    for width in range(1, 13):
+        model = torch.nn.Sequential(torch.nn.Conv2d(1, width, 3), torch.nn.Flatten())
+        ref = model(torch.from_numpy(x)).detach().numpy()
+        with TorchRunner(RunnerSpec("torch", "folded", "fp32", "cpu"), model, compile=True) as runner:
+            np.testing.assert_allclose(runner.infer(x), ref, rtol=1e-5, atol=1e-6)
+    assert _dynamo.config.fail_on_recompile_limit_hit == before
+
+
+def test_ort_cuda_provider_that_does_not_start_is_skipped_not_faked(monkeypatch, tmp_path):
+    """onnxruntime quietly falls back to the CPU when a provider cannot start: the runner says so instead.
+
+    Here the CUDA provider is claimed available but cannot start (CPU-only
+    onnxruntime), as when cuDNN is missing on a GPU machine.
+    """
+    import onnxruntime as ort
+
+    from xvdeploy import export_onnx
+    from xvdeploy.bench.backends.ort_backend import ort_support
+
+    path = tmp_path / "tiny.onnx"
+    export_onnx(torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3)).eval(), path, (1, 1, 5, 5), compare_plain=False,
+                check=False)
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    assert "CPU" in ort_support("fp32", "cuda", plugin=True)  # the plugin op exists only on the CPU
+    runner = OrtRunner(RunnerSpec("onnxruntime", "onnx", "fp32", "cuda"), path)
+    with pytest.raises(BackendUnavailable, match="CUDAExecutionProvider did not start"):
+        runner.activate()
+    assert not runner.is_active

@@ -158,11 +158,11 @@ def test_plugin_definitions_follow_the_qdp_schemas(monkeypatch, mode):
     for kind in ("impl", "aot_impl"):  # attribute annotations must equal the registered ones
         other = inspect.signature(defs[kind]).parameters
         assert all(other[a].annotation == params[a].annotation for a in attrs)
-    if mode == "concat":
-        assert params["channel_major"].annotation is int
+    if mode == "concat":  # INT attributes arrive as one-element int32 arrays (int(array) fails on NumPy 2)
+        assert params["channel_major"].annotation == params["shifts"].annotation
 
     shifts = np.array([1, 1, -1, 0, 0, 9], dtype=np.int32)
-    extra_attrs = (1,) if mode == "concat" else ()
+    extra_attrs = (np.array([1], dtype=np.int32),) if mode == "concat" else ()
     inp = trtp.TensorDesc([2, 3, 5, 7], "HALF")
     out = defs["register"](inp, shifts, *extra_attrs)
     assert out.shape_expr == ([2, 9, 5, 7] if mode == "concat" else [2, 3, 5, 7]) and out.dtype == "HALF"

@@ -296,6 +296,7 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -
                 continue
             try:
                 runner = factory()
+                runner.activate()  # a provider that cannot start says so here: skipped, not a crash
             except BackendUnavailable as exc:
                 skipped.append({"backend": spec.backend, "form": spec.form, "precision": spec.precision,
                                 "device": spec.device, "reason": exc.reason})

@@ -244,10 +244,13 @@ def _configure(trt: ModuleType, builder: Any, network: Any, settings: BuildSetti
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, settings.workspace_mib << 20)
     if settings.builder_optimization_level is not None:
         config.builder_optimization_level = settings.builder_optimization_level
-    if settings.precision == "fp32":
-        config.clear_flag(trt.BuilderFlag.TF32)
+    tf32 = getattr(trt.BuilderFlag, "TF32", None)  # not on 11.x's removal list; guarded all the same
+    if settings.precision == "fp32" and tf32 is not None:
+        config.clear_flag(tf32)
     elif settings.precision == "tf32":
-        config.set_flag(trt.BuilderFlag.TF32)
+        if tf32 is None:
+            raise XVDeployError(f"TensorRT {trt.__version__} has no BuilderFlag.TF32; build with --precision fp32")
+        config.set_flag(tf32)
     elif settings.precision == "fp16" and not strongly_typed:
         config.set_flag(trt.BuilderFlag.FP16)
     network_inputs = {network.get_input(i).name: tuple(network.get_input(i).shape) for i in range(network.num_inputs)}

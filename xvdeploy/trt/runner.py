@@ -172,7 +172,9 @@ class TensorRTRunner(Runner):
         import torch
 
         with torch.cuda.stream(self.stream):
-            return torch.from_numpy(x).to(self.device, non_blocking=True).to(self.input_dtype)
+            # TensorRT reads a dense row-major buffer from data_ptr(): no strided views
+            return torch.from_numpy(np.ascontiguousarray(x)).to(self.device, non_blocking=True).to(
+                self.input_dtype).contiguous()
 
     def _bind(self, x_dev) -> None:
         """Set the input shape and address, (re)allocate outputs from the context's shapes."""
@@ -182,7 +184,7 @@ class TensorRTRunner(Runner):
         self._select_profile(shape)
         if not self.context.set_input_shape(self.input_name, shape):
             raise XVDeployError(f"{self.name}: TensorRT rejected input shape {format_shape(shape)}")
-        self.context.set_tensor_address(self.input_name, x_dev.data_ptr())
+        self._set_address(self.input_name, x_dev)
         self._input = x_dev  # referenced until the stream is synchronised
         with torch.cuda.stream(self.stream):
             for name in self.output_names:
@@ -194,7 +196,11 @@ class TensorRTRunner(Runner):
                 if buf is None or tuple(buf.shape) != out_shape:
                     buf = torch.empty(out_shape, dtype=self.output_dtypes[name], device=self.device)
                     self._outputs[name] = buf
-                self.context.set_tensor_address(name, buf.data_ptr())
+                self._set_address(name, buf)
+
+    def _set_address(self, name: str, tensor) -> None:
+        if self.context.set_tensor_address(name, tensor.data_ptr()) is False:  # wrong name or misaligned
+            raise XVDeployError(f"{self.name}: TensorRT refused the buffer of tensor {name!r}")
 
     def _execute(self) -> None:
         if not self.context.execute_async_v3(self.stream.cuda_stream):

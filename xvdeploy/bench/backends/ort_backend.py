@@ -13,7 +13,7 @@ from xvdeploy.bench.backends.base import BackendUnavailable, Runner, RunnerSpec
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 
 
-def ort_support(precision: str, device: str) -> str | None:
+def ort_support(precision: str, device: str, plugin: bool = False) -> str | None:
     """None if onnxruntime can run this precision on this device, else why not."""
     if not available("onnxruntime"):
         return "onnxruntime is not installed (pip install 'xvdeploy[onnx]')"
@@ -21,8 +21,11 @@ def ort_support(precision: str, device: str) -> str | None:
 
     if PROVIDERS.get(device) not in ort.get_available_providers():
         return f"onnxruntime has no {PROVIDERS.get(device, device)} (install onnxruntime-gpu: pip install 'xvdeploy[gpu]')"
+    if plugin and device != "cpu":
+        return ("the PSSA plugin node runs in onnxruntime only as onnxruntime-extensions' Python op on the CPU; "
+                "on CUDA run the standard graph, or the plugin graph with --backends tensorrt --pssa-plugin")
     if precision == "tf32":
-        return "tf32 is a TensorRT/cuDNN math mode; onnxruntime runs fp32"
+        return "onnxruntime has no tf32 mode to ask for; its CUDA provider runs fp32 here (use_tf32=0)"
     if precision == "bf16":
         return "onnxruntime bf16 graphs are not supported by xvdeploy"
     if precision == "fp16" and device == "cpu":
@@ -36,7 +39,7 @@ class OrtRunner(Runner):
     def __init__(self, spec: RunnerSpec, onnx_path: str | os.PathLike, threads: int | None = None,
                  plugin: bool = False) -> None:
         super().__init__(spec)
-        reason = ort_support(spec.precision, spec.device)
+        reason = ort_support(spec.precision, spec.device, plugin)
         if reason:
             raise BackendUnavailable("onnxruntime", reason)
         self.onnx_path = Path(onnx_path)
@@ -48,22 +51,37 @@ class OrtRunner(Runner):
 
         path = self.onnx_path
         self._tmp = None
+        self.binding = self.x = None
         if self.spec.precision == "fp16":
             from xvdeploy.trt.fp16 import convert_file_to_fp16
 
             self._tmp = tempfile.TemporaryDirectory(prefix="xvdeploy-fp16-")
             path = Path(self._tmp.name) / "fp16.onnx"
             convert_file_to_fp16(self.onnx_path, path)
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        if self.threads:
+            opts.intra_op_num_threads = self.threads
+        if self.spec.device == "cuda":
+            # The CUDA provider enables TF32 by default; fp32 means fp32. (onnxruntime's cuDNN-frontend
+            # convolutions may ignore use_tf32 and follow NVIDIA_TF32_OVERRIDE=0 instead, which cuDNN reads
+            # when it loads: not set here, as it would also switch off the torch backend's tf32 runs. The
+            # fp32 parity tolerance, 1e-5, reports it as a FAIL if TF32 slips through.)
+            providers: list = [(PROVIDERS["cuda"], {"device_id": "0", "use_tf32": "0"})]
+        else:
+            providers = [PROVIDERS[self.spec.device]]
         if self.plugin:
             from xvdeploy.plugins.onnx_node import make_session
 
-            self.session = make_session(str(path))
+            self.session = make_session(str(path), opts, providers=[PROVIDERS[self.spec.device]])
         else:
-            opts = ort.SessionOptions()
-            opts.log_severity_level = 3
-            if self.threads:
-                opts.intra_op_num_threads = self.threads
-            self.session = ort.InferenceSession(str(path), opts, providers=[PROVIDERS[self.spec.device]])
+            self.session = ort.InferenceSession(str(path), opts, providers=providers)
+        used = self.session.get_providers()
+        if not used or used[0] != PROVIDERS[self.spec.device]:
+            # onnxruntime falls back to the CPU quietly when a provider cannot start (e.g. cuDNN missing)
+            self.deactivate_impl()
+            raise BackendUnavailable("onnxruntime", f"{PROVIDERS[self.spec.device]} did not start in onnxruntime "
+                                                    f"(the session runs on {', '.join(used) or 'nothing'})")
         self.input_name = self.session.get_inputs()[0].name
         self.output_name = self.session.get_outputs()[0].name
         self.binding = None

@@ -52,7 +52,16 @@ class TorchRunner(Runner):
             self._tf32 = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
             allow = self.spec.precision == "tf32"
             torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = allow
-        self.fn = torch.compile(self.model) if self.compile else self.model
+        self.fn = self.model
+        if self.compile:
+            from torch import _dynamo
+
+            _fresh_dynamo()
+            cfg = _dynamo.config
+            self._fail_on_limit = getattr(cfg, "fail_on_recompile_limit_hit", None)
+            if self._fail_on_limit is not None:  # a runner past the limit fails instead of quietly running eager
+                cfg.fail_on_recompile_limit_hit = True
+            self.fn = torch.compile(self.model)
         self.graph = None
 
     def _to_device(self, x: np.ndarray) -> torch.Tensor:
@@ -102,5 +111,24 @@ class TorchRunner(Runner):
         if self.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = self._tf32
         self.model = self.fn = self.graph = self.x = self.y = None
+        if self.compile:
+            from torch import _dynamo
+
+            _fresh_dynamo()
+            if self._fail_on_limit is not None:
+                _dynamo.config.fail_on_recompile_limit_hit = self._fail_on_limit
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
+
+
+def _fresh_dynamo() -> None:
+    """Forget compiled code between runners.
+
+    Every runner compiles a copy of the same ``forward`` (one class for both
+    forms, every precision, every network of a family), and dynamo keeps one
+    cache per code object with ``recompile_limit`` (8) entries: a few runners in,
+    it would quietly run eager.
+    """
+    from torch import _dynamo
+
+    _dynamo.reset()
