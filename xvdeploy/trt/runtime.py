@@ -20,27 +20,42 @@ from xvdeploy.trt.sidecar import EngineRecord, Platform, check_platform, read_si
 Sink = Callable[[str], None]
 
 
+_LOGGER: dict[str, Any] = {}
+
+
 def make_logger(trt: ModuleType, verbose: bool = False, sink: Sink | None = None):
-    """A ``trt.ILogger`` that keeps every error (for exception messages) and forwards
-    warnings and errors — everything with ``verbose`` — to ``sink``."""
+    """The process's ``trt.ILogger``: keeps every error (for exception messages) and
+    forwards warnings and errors — everything with ``verbose`` — to ``sink``.
+
+    One instance per process, re-pointed at each call (its error list starts
+    empty): TensorRT keeps the first logger it is given as its global one (the
+    plugin library registered by ``init_libnvinfer_plugins`` logs through it),
+    so a second logger draws a warning and a collected first one would dangle.
+    """
     S = trt.ILogger.Severity
     errors = {S.INTERNAL_ERROR, S.ERROR}
-    shown = errors | {S.WARNING} | ({S.INFO, S.VERBOSE} if verbose else set())
     labels = {S.INTERNAL_ERROR: "internal error", S.ERROR: "error", S.WARNING: "warning",
               S.INFO: "info", S.VERBOSE: "verbose"}
+    logger = _LOGGER.get("logger")
+    if logger is None:
+        class Logger(trt.ILogger):
+            def __init__(self) -> None:
+                trt.ILogger.__init__(self)  # required by the bindings for Python subclasses
+                self.errors: list[str] = []
+                self.shown: set = set()
+                self.sink: Sink | None = None
 
-    class Logger(trt.ILogger):
-        def __init__(self) -> None:
-            trt.ILogger.__init__(self)  # required by the bindings for Python subclasses
-            self.errors: list[str] = []
+            def log(self, severity, msg) -> None:
+                if severity in errors:
+                    self.errors.append(msg)
+                if self.sink is not None and severity in self.shown:
+                    self.sink(f"[TensorRT {labels.get(severity, 'log')}] {msg}")
 
-        def log(self, severity, msg) -> None:
-            if severity in errors:
-                self.errors.append(msg)
-            if sink is not None and severity in shown:
-                sink(f"[TensorRT {labels.get(severity, 'log')}] {msg}")
-
-    return Logger()
+        logger = _LOGGER["logger"] = Logger()
+    logger.errors = []
+    logger.shown = errors | {S.WARNING} | ({S.INFO, S.VERBOSE} if verbose else set())
+    logger.sink = sink
+    return logger
 
 
 def last_errors(logger: Any, n: int = 3) -> str:
