@@ -39,7 +39,7 @@ def test_pickled_objects_are_refused(tmp_path):
             return (print, ("pwned",))
 
     torch.save({"x": Evil()}, tmp_path / "evil.pt")
-    with pytest.raises(XVDeployError, match="weights_only=True"):
+    with pytest.raises(XVDeployError, match="never unpickled"):
         load_checkpoint(tmp_path / "evil.pt", arch="xv_digits")
 
 
@@ -69,3 +69,15 @@ def test_stage_placement():
     assert all(isinstance(b.conv2, XVolution) for b in model.layer2)
     assert not any(isinstance(m, XVolution) for m in (*model.layer1.modules(), *model.layer3.modules()))
     assert model.layer2[0].conv2.stride == 2
+
+
+def test_written_files_get_the_umask_mode_not_0600(tmp_path):
+    """safetensors recreates its file 0600; the atomic writer gives it the mode open() would."""
+    import os
+
+    umask = os.umask(0o022)
+    try:
+        save_checkpoint(zoo.create("xv_digits"), tmp_path / "m.safetensors", arch="xv_digits")
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "m.safetensors").stat().st_mode & 0o777 == 0o644

@@ -10,6 +10,8 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import sys
+import warnings
 from pathlib import Path
 
 import torch
@@ -72,11 +74,20 @@ def read_safetensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], 
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """A plain PyTorch state dict, loaded with ``torch.load(weights_only=True)`` (never unpickled)."""
     path = _existing_file(path)
+    if path.suffix.lower() in (".onnx", ".plan", ".engine"):
+        raise XVDeployError(f"{path}: this command takes a PyTorch checkpoint (.safetensors, or a state dict with "
+                            f"--arch/--model), not a{'n ONNX model' if path.suffix.lower() == '.onnx' else ' TensorRT engine'}")
     try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about pickle protocols on its way to refusing a file
+            warnings.simplefilter("ignore")
+            obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt or unsafe files
-        raise XVDeployError(f"{path}: cannot load as a PyTorch state dict with weights_only=True "
-                            f"({first_line(exc)}); expected a state dict of tensors or a .safetensors file") from None
+        # torch's text for unsafe files advises weights_only=False; we never unpickle a user's file
+        why = ("it holds Python objects beyond tensors, which are never unpickled here"
+               if "Weights only load failed" in str(exc) and "Unsupported" in str(exc)
+               else "not a PyTorch file, or a corrupt one")
+        raise XVDeployError(f"{path}: cannot load as a PyTorch state dict ({why}); "
+                            "expected a .safetensors checkpoint or a state dict of tensors") from None
     for key in ("state_dict", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
@@ -90,10 +101,18 @@ def model_from_factory(spec: str) -> nn.Module:
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
         raise XVDeployError(f"--model {spec!r}: expected the form package.module:factory")
+    cwd = os.getcwd()
+    added = cwd not in sys.path
+    if added:  # like `python -m`: a module in the current directory imports (and is not left on the path)
+        sys.path.insert(0, cwd)
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:
-        raise XVDeployError(f"--model {spec!r}: cannot import {module_name!r} ({first_line(exc)})") from None
+        raise XVDeployError(f"--model {spec!r}: cannot import {module_name!r} ({first_line(exc)}); it must be "
+                            "importable from the current directory or the Python path") from None
+    finally:
+        if added:
+            sys.path.remove(cwd)
     factory = getattr(module, attr, None)
     if not callable(factory):
         raise XVDeployError(f"--model {spec!r}: {module_name!r} has no callable {attr!r}")

@@ -10,8 +10,10 @@ from typing import Iterator
 from xvdeploy.errors import XVDeployError
 
 
-def check_output_path(output: str | os.PathLike, *inputs: str | os.PathLike | None) -> Path:
-    """Validate where a file will be written: its folder exists and is writable, it is no input."""
+def check_output_path(output: str | os.PathLike, *inputs: str | os.PathLike | None,
+                      suffixes: tuple[str, ...] = ()) -> Path:
+    """Validate where a file will be written: its folder exists and is writable, it is no input,
+    and its name ends in one of ``suffixes`` (what is written there), if given."""
     out = Path(output)
     folder = out.parent if str(out.parent) else Path(".")
     if not folder.is_dir():
@@ -28,6 +30,9 @@ def check_output_path(output: str | os.PathLike, *inputs: str | os.PathLike | No
             raise XVDeployError(f"output {str(out)!r} is the input file; choose a different output path")
         if out.resolve() == inp_path.resolve():
             raise XVDeployError(f"output {str(out)!r} is the input file; choose a different output path")
+    if suffixes and out.suffix.lower() not in suffixes:
+        raise XVDeployError(f"output {str(out)!r} should end in {' or '.join(suffixes)} (what is written there); "
+                            f"got {out.suffix or 'no extension'}")
     return out
 
 
@@ -52,10 +57,11 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     os.close(fd)
     umask = os.umask(0)
     os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the mode open() would
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        # mkstemp makes 0600 and some writers (safetensors) recreate the file 0600: give it the mode open() would
+        os.chmod(tmp_path, 0o666 & ~umask)
         os.replace(tmp_path, path)
     except BaseException:
         tmp_path.unlink(missing_ok=True)

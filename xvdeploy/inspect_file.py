@@ -68,6 +68,8 @@ def inspect_checkpoint(path: Path) -> list[str]:
 
 
 def inspect_path(path: Path) -> list[str]:
+    if path.is_dir():
+        raise XVDeployError(f"{path} is a directory; expected a checkpoint or an ONNX file")
     if not path.is_file():
         raise XVDeployError(f"{path}: no such file; expected a checkpoint or an ONNX file")
     if path.suffix == ".onnx":

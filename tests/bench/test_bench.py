@@ -73,7 +73,10 @@ def test_default_bench_runs_the_digits_model_everywhere(tmp_path):
     if "tensorrt" not in {r["backend"] for r in data["results"]}:
         assert any(s["backend"] == "tensorrt" and "TensorRT" in s["reason"] for s in data["skipped"])
         assert "skipped: tensorrt" in result.output
-    assert "| backend |" in out_md.read_text() and out_png.read_bytes()[:4] == b"\x89PNG"
+    md_lines = [line for line in out_md.read_text().splitlines() if line.startswith("|")]
+    cells = {line.replace("\\|", "").count("|") for line in md_lines}  # every row as wide as the header
+    assert "| backend |" in md_lines[0] and len(cells) == 1, md_lines[:3]
+    assert out_png.read_bytes()[:4] == b"\x89PNG"
 
 
 def test_bench_onnx_file_batches_and_random_data(tmp_path, digits_checkpoint):
@@ -82,6 +85,17 @@ def test_bench_onnx_file_batches_and_random_data(tmp_path, digits_checkpoint):
     report = run_bench(BenchConfig(model=str(onnx_path), backends=["onnxruntime"], batches=[1, 3], iters=2, warmup=1))
     assert [r.batch for r in report.results] == [1, 3]
     assert "no PyTorch model given" in report.reference and all(r.status == "PASS" for r in report.results)
+
+
+def test_bench_static_onnx_uses_its_fixed_batch(tmp_path, digits_checkpoint):
+    """A --static export fixes the batch: bench uses it (padding the last chunk of the digits split)."""
+    onnx_path = tmp_path / "d4.onnx"
+    assert invoke("export", digits_checkpoint, "-o", onnx_path, "--static", "--input-shape", "4x1x8x8",
+                  "--no-compare").exit_code == 0
+    result = invoke("bench", onnx_path, "--backends", "onnxruntime", "--data", "digits", "--iters", "2", "--quiet")
+    assert result.exit_code == 0 and "0.9911" in result.output, result.output
+    other = invoke("bench", onnx_path, "--backends", "onnxruntime", "--batch", "1,8", "--iters", "1", "--quiet")
+    assert_one_line_error(other, "fixed batch of 4", "--batch 4")
 
 
 def test_bench_images_folder(tmp_path):
@@ -105,7 +119,12 @@ def test_bench_failure_exit_code(tmp_path, monkeypatch):
     (["--backends", "tvm"], ["unknown backend 'tvm'"]),
     (["--backends", "tensorrt"], ["backend 'tensorrt' was asked for but", "pip install"]),
     (["--precision", "fp8"], ["unknown precision 'fp8'"]),
-    (["--batch", "0"], ["--batch sizes must be positive"]),
+    (["--batch", "0"], ["expected positive integers"]),
+    (["--batch", "1,-2"], ["expected positive integers"]),
+    (["--device", "tpu"], ["unknown device 'tpu'"]),
+    (["--warmup", "-1"], ["not negative"]),
+    (["--duration", "0"], ["'--duration'", "--help"]),  # click's own check, also one line
+    (["--threads", "0"], ["'--threads'"]),
     (["--batch", "x"], ["expected positive integers"]),
     (["--input-shape", "3x8x8"], ["cannot take input shape 1x3x8x8"]),
     (["no/such/model.safetensors"], ["no such file"]),

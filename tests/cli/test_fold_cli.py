@@ -89,7 +89,7 @@ def _case(tmp_path, digits_checkpoint, kind):
     if kind == "not-safetensors":
         p = tmp_path / "notes.txt"
         p.write_text("hello")
-        return p, ["cannot load as a PyTorch state dict", "weights_only=True"], ["--arch", "xv_digits"]
+        return p, ["cannot load as a PyTorch state dict", "cannot load as a PyTorch state dict"], ["--arch", "xv_digits"]
     if kind == "unknown-arch":
         p = tmp_path / "sd.pt"
         torch.save(zoo.create("xv_digits").state_dict(), p)
@@ -188,3 +188,36 @@ def test_checkout_script_runs():
     proc = subprocess.run([sys.executable, os.path.join(root, "cli.py"), "--help"], capture_output=True, text=True,
                           timeout=300, cwd="/")
     assert proc.returncode == 0 and "fold" in proc.stdout
+
+
+def test_fold_model_factory_from_the_current_directory(tmp_path, monkeypatch):
+    """--model pkg.mod:factory imports from the working directory, as `python -m` would, without a PYTHONPATH."""
+    (tmp_path / "cwdnet.py").write_text(
+        "import torch\nfrom xvdeploy import XVolution\n"
+        "def build():\n    return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), XVolution(4, 4))\n")
+    monkeypatch.chdir(tmp_path)
+    before = list(sys.path)
+    spec = __import__("importlib.util").util.spec_from_file_location("cwdnet_src", tmp_path / "cwdnet.py")
+    src = __import__("importlib.util").util.module_from_spec(spec)
+    spec.loader.exec_module(src)
+    torch.save(src.build().state_dict(), tmp_path / "mine.pt")
+    result = invoke("fold", "mine.pt", "--model", "cwdnet:build", "--input-shape", "1x3x9x9", "-o", "f.safetensors")
+    assert result.exit_code == 0, result.output
+    assert sys.path == before  # the working directory is not left on the path
+    sys.modules.pop("cwdnet", None)
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["fold", "{ckpt}", "-o", "{tmp}/out.onnx"], ["should end in .safetensors"]),
+    (["export", "{ckpt}", "-o", "{tmp}/out.txt"], ["should end in .onnx"]),
+    (["export", "{ckpt}", "-o", "{tmp}/out.onnx", "--report", "{tmp}/r.onnx"], ["should end in .json"]),
+    (["bench", "--plot", "{tmp}/p.txt"], ["should end in .png or .svg or .pdf"]),
+    (["fold", "{tmp}/model.onnx", "-o", "{tmp}/f.safetensors"], ["not an ONNX model"]),
+    (["inspect", "{tmp}"], ["is a directory"]),
+])
+def test_wrong_kinds_of_files(args, fragments, tmp_path, digits_checkpoint):
+    (tmp_path / "model.onnx").write_bytes(b"not really")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    args = [a.format(ckpt=digits_checkpoint, tmp=tmp_path) for a in args]
+    assert_one_line_error(invoke(*args), *fragments)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written

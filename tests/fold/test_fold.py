@@ -114,3 +114,16 @@ def test_only_provably_safe_bn_pairs_fold():
     assert isinstance(folded.bn, nn.BatchNorm2d) and isinstance(folded.post, nn.Identity)
     x = torch.randn(2, 3, 6, 6)
     assert rel_l2(folded(x), model(x)) <= 1e-6
+
+
+def test_a_bare_operator_folds_to_its_inference_form():
+    from xvdeploy import ACmix, XVolutionSA
+
+    for block, c in ((XVolution(4, 4), 4), (ACmix(8, 8, kernel_att=3, head=2), 8), (XVolutionSA(8, 8, heads=2), 8)):
+        randomize_bn(block)
+        folded, records = fold_with_records(block.double())
+        assert isinstance(folded, FoldedOp) and folded.xvdeploy_folded and len(records) == 1
+        x = torch.randn(2, c, 7, 6, dtype=torch.float64)
+        with torch.no_grad():
+            assert rel_l2(folded(x), block(x)) <= 1e-10
+        assert fold(folded) is not folded and isinstance(fold(folded), FoldedOp)  # idempotent

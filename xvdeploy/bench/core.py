@@ -28,7 +28,7 @@ DATA_KINDS = ("random", "digits", "images")
 class BenchConfig:
     model: str | None = None
     backends: list[str] | None = None  # None: every backend, unavailable ones listed as skipped
-    batches: list[int] = field(default_factory=lambda: [1])
+    batches: list[int] | None = None  # None: 1, or the ONNX file's fixed batch
     input_shape: tuple[int, int, int] | None = None  # (C, H, W)
     precisions: list[str] = field(default_factory=lambda: ["fp32"])
     devices: list[str] | None = None  # None: cpu, plus cuda when there is one
@@ -107,6 +107,7 @@ class Sources:
     classifier: bool = True
     is_digits: bool = False
     plugin: bool = False  # the ONNX graph holds custom PSSA nodes
+    fixed_batch: int | None = None  # an ONNX file exported with a static batch
 
 
 def load_sources(cfg: BenchConfig, workdir: Path, need_onnx: bool) -> Sources:
@@ -123,9 +124,9 @@ def load_sources(cfg: BenchConfig, workdir: Path, need_onnx: bool) -> Sources:
     if path.suffix == ".onnx":
         if not path.is_file():
             raise XVDeployError(f"{path}: no such file; expected an ONNX model")
-        shape, plugin = _onnx_info(path)
-        return Sources(path.name, onnx=path, shape=shape, plugin=plugin)
-    if path.suffix in (".plan", ".engine"):
+        shape, plugin, fixed_batch = _onnx_info(path)
+        return Sources(path.name, onnx=path, shape=shape, plugin=plugin, fixed_batch=fixed_batch)
+    if path.suffix in (".plan", ".engine", ".trt"):
         if not path.is_file():
             raise XVDeployError(f"{path}: no such file; expected a TensorRT engine")
         return Sources(path.name, plan=path)
@@ -152,8 +153,8 @@ def load_sources(cfg: BenchConfig, workdir: Path, need_onnx: bool) -> Sources:
     return sources
 
 
-def _onnx_info(path: Path) -> tuple[tuple[int, int, int] | None, bool]:
-    """``((C, H, W) or None, whether it holds PSSA plugin nodes)``, reading the file once."""
+def _onnx_info(path: Path) -> tuple[tuple[int, int, int] | None, bool, int | None]:
+    """``((C, H, W) or None, whether it holds PSSA plugin nodes, fixed batch or None)``, reading the file once."""
     import onnx
 
     from xvdeploy.export.onnx_export import has_plugin_nodes
@@ -165,12 +166,13 @@ def _onnx_info(path: Path) -> tuple[tuple[int, int, int] | None, bool]:
         raise XVDeployError(f"{path}: not a readable ONNX file ({first_line(exc)})") from None
     plugin = has_plugin_nodes(proto)
     values = [d.dim_value if d.dim_value > 0 else None for d in dims]
+    fixed_batch = values[0] if values else None
     if len(values) == 4 and all(v is not None for v in values[1:]):
-        return tuple(values[1:]), plugin  # type: ignore[return-value]
+        return tuple(values[1:]), plugin, fixed_batch  # type: ignore[return-value]
     exported = {p.key: p.value for p in proto.metadata_props}.get("xvdeploy.input_shape")  # written by export
     if exported:
-        return tuple(int(v) for v in exported.split("x")[1:]), plugin  # type: ignore[return-value]
-    return None, plugin
+        return tuple(int(v) for v in exported.split("x")[1:]), plugin, fixed_batch  # type: ignore[return-value]
+    return None, plugin, fixed_batch
 
 
 # -- data -----------------------------------------------------------------------------------------------------
@@ -197,7 +199,16 @@ def load_data(cfg: BenchConfig, shape: tuple[int, int, int], batch: int, is_digi
 
 
 def run_batches(runner_infer: Callable[[np.ndarray], np.ndarray], x: np.ndarray, batch: int) -> np.ndarray:
-    return np.concatenate([runner_infer(x[i:i + batch]) for i in range(0, len(x), batch)])
+    """Outputs for all of ``x`` in chunks of ``batch``; a short last chunk is padded (fixed-batch models)."""
+    outs = []
+    for i in range(0, len(x), batch):
+        chunk = x[i:i + batch]
+        if len(chunk) < batch:
+            pad = np.concatenate([chunk, np.repeat(chunk[-1:], batch - len(chunk), axis=0)])
+            outs.append(runner_infer(pad)[:len(chunk)])
+        else:
+            outs.append(runner_infer(chunk))
+    return np.concatenate(outs)
 
 
 # -- runners --------------------------------------------------------------------------------------------------
@@ -216,7 +227,7 @@ def backend_reason(backend: str) -> str | None:
     return None
 
 
-def make_runners(cfg: BenchConfig, src: Sources, devices: list[str]):
+def make_runners(cfg: BenchConfig, src: Sources, devices: list[str], batches: list[int]):
     """Yield ``(spec, factory)`` for every combination asked for."""
     from xvdeploy.bench.backends.ort_backend import OrtRunner
     from xvdeploy.bench.backends.torch_backend import TorchRunner
@@ -244,7 +255,7 @@ def make_runners(cfg: BenchConfig, src: Sources, devices: list[str]):
                             raise BackendUnavailable("tensorrt", reason)
                         from xvdeploy.trt.runner import TensorRTRunner
 
-                        shape = (max(cfg.batches), *(cfg.input_shape or src.shape or ()))
+                        shape = (max(batches), *(cfg.input_shape or src.shape or ()))
                         return TensorRTRunner(spec, src.plan, onnx=src.onnx, input_shape=shape if len(shape) == 4 else None,
                                               cuda_graph=cfg.cuda_graphs, pssa_plugin=cfg.pssa_plugin)
 
@@ -264,8 +275,11 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -
     for p in cfg.precisions:
         if p not in PRECISIONS:
             raise XVDeployError(f"unknown precision {p!r}; expected some of {', '.join(PRECISIONS)}")
-    if any(b < 1 for b in cfg.batches):
+    if cfg.batches is not None and (not cfg.batches or any(b < 1 for b in cfg.batches)):
         raise XVDeployError(f"--batch sizes must be positive, got {cfg.batches}")
+    for d in cfg.devices or []:
+        if d not in ("cpu", "cuda"):
+            raise XVDeployError(f"unknown device {d!r}; expected cpu and/or cuda")
     devices = cfg.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
     backends = cfg.backends or list(BACKENDS)
     with tempfile.TemporaryDirectory(prefix="xvdeploy-bench-") as tmp:
@@ -275,6 +289,11 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -
         shape = cfg.input_shape or src.shape
         if shape is None:
             raise XVDeployError("cannot tell the model's input size; give --input-shape CxHxW")
+        batches = cfg.batches or [src.fixed_batch or 1]
+        if src.fixed_batch and batches != [src.fixed_batch]:
+            raise XVDeployError(f"{src.name} takes a fixed batch of {src.fixed_batch} (exported with --static), got "
+                                f"--batch {','.join(map(str, batches))}; use --batch {src.fixed_batch} or export "
+                                "with a dynamic batch")
         report = BenchReport(environment(), src.name, "", "")
         reference_fn, report.reference = _reference(src)
         skipped = report.skipped
@@ -283,15 +302,15 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -
             if reason:
                 skipped.append({"backend": b, "form": "*", "precision": "*", "device": "*", "reason": reason})
         per_batch = {}
-        for batch in cfg.batches:
+        for batch in batches:
             x, labels, report.data = load_data(cfg, shape, batch, src.is_digits)
             try:
                 ref = run_batches(reference_fn, x, batch)
-            except RuntimeError as exc:
+            except Exception as exc:  # torch RuntimeError, onnxruntime InvalidArgument/Fail
                 raise XVDeployError(f"the model cannot take batch {batch} of {'x'.join(map(str, shape))}: "
                                     f"{first_line(exc)}") from None
             per_batch[batch] = (x, labels, ref)
-        for spec, factory in make_runners(cfg, src, devices):
+        for spec, factory in make_runners(cfg, src, devices, batches):
             if backend_reason(spec.backend):
                 continue
             try:
@@ -302,7 +321,7 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -
                                 "device": spec.device, "reason": exc.reason})
                 continue
             with runner:
-                for batch in cfg.batches:
+                for batch in batches:
                     if progress:
                         progress(f"{runner.name} batch {batch}")
                     report.results.append(_measure(runner, cfg, batch, *per_batch[batch], src.classifier))

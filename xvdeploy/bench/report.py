@@ -9,7 +9,7 @@ from xvdeploy.cli.table import format_table, markdown_table
 from xvdeploy.fileio import atomic_path, write_text_atomic
 
 HEADERS = ["backend", "form", "precision", "device", "batch", "p50 ms", "p90 ms", "p99 ms", "mean ms", "items/s",
-           "rel-L2", "max|Δ|", "cosine", "top-1 agree", "accuracy", "status"]
+           "rel-L2", "max abs Δ", "cosine", "top-1 agree", "accuracy", "status"]
 
 
 def _fmt(v, spec: str) -> str:

@@ -18,23 +18,27 @@ def _amount(text: str, what: str) -> tuple[int | None, float | None]:
     from xvdeploy.errors import XVDeployError
 
     try:
-        if text.endswith("s"):
-            return None, float(text[:-1])
-        return int(text), None
+        iters, seconds = (None, float(text[:-1])) if text.endswith("s") else (int(text), None)
     except ValueError:
-        raise XVDeployError(f"{what} {text!r}: expected a number of iterations (e.g. 20) or seconds (e.g. 2s)") from None
+        iters = seconds = -1
+    if (iters if iters is not None else seconds) < 0:
+        raise XVDeployError(f"{what} {text!r}: expected a number of iterations (e.g. 20) or seconds (e.g. 2s), "
+                            "not negative")
+    return iters, seconds
 
 
 @click.command("bench")
 @click.argument("model", required=False, metavar="[MODEL]")
 @click.option("--backends", default=None, metavar="LIST", help="Some of torch,onnxruntime,tensorrt [default: all].")
-@click.option("--batch", "batches", default="1", metavar="LIST", help="Batch sizes, e.g. 1,8.")
+@click.option("--batch", "batches", default=None, metavar="LIST",
+              help="Batch sizes, e.g. 1,8 [default: 1, or the fixed batch of a static ONNX file].")
 @click.option("--input-shape", default=None, metavar="CxHxW", help="Input size [default: the model's].")
 @click.option("--precision", "precisions", default="fp32", metavar="LIST", help="Some of fp32,tf32,fp16,bf16.")
 @click.option("--device", "devices", default=None, metavar="LIST", help="cpu and/or cuda [default: cpu, plus cuda if present].")
 @click.option("--warmup", default="10", metavar="N|Ts", help="Warm-up iterations, or seconds with an 's'.")
 @click.option("--iters", default=50, type=click.IntRange(1), help="Timed iterations.")
-@click.option("--duration", default=None, type=float, metavar="SECONDS", help="Time for this long instead of --iters.")
+@click.option("--duration", default=None, type=click.FloatRange(0, min_open=True), metavar="SECONDS",
+              help="Time for this long instead of --iters.")
 @click.option("--seed", default=0, type=int, help="Seed of random inputs.")
 @click.option("--data", default=None, metavar="random|digits|images:DIR",
               help="Input data [default: digits for the digits model, else random].")
@@ -63,17 +67,21 @@ def bench(model, backends, batches, input_shape, precisions, devices, warmup, it
     from xvdeploy.errors import ParityError, XVDeployError
     from xvdeploy.fileio import check_output_path
 
-    for p in (json_path, md_path, plot_path):
+    for p, suffixes in ((json_path, (".json",)), (md_path, (".md", ".markdown")), (plot_path, (".png", ".svg", ".pdf"))):
         if p is not None:
-            check_output_path(p, model if model and Path(model).exists() else None)
+            check_output_path(p, model if model and Path(model).exists() else None, suffixes=suffixes)
     if plot_path is not None:
         from xvdeploy._lazy import require
 
         require("matplotlib", "--plot")
-    try:
-        batch_list = [int(b) for b in _csv(batches)]
-    except ValueError:
-        raise XVDeployError(f"--batch {batches!r}: expected positive integers joined by commas, e.g. 1,8") from None
+    batch_list = None
+    if batches is not None:
+        try:
+            batch_list = [int(b) for b in _csv(batches)]
+        except ValueError:
+            batch_list = []
+        if not batch_list or any(b < 1 for b in batch_list):
+            raise XVDeployError(f"--batch {batches!r}: expected positive integers joined by commas, e.g. 1,8")
     shape = None
     if input_shape:
         from xvdeploy.cli.options import parse_shape

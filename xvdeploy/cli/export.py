@@ -48,9 +48,9 @@ def export(source: str, output: Path, input_shape: str | None, dynamic: str, sta
     from xvdeploy.folding import fold
 
     source_path = Path(source) if Path(source).exists() else None
-    check_output_path(output, source_path)
+    check_output_path(output, source_path, suffixes=(".onnx",))
     if report_path is not None:
-        check_output_path(report_path, source_path, output)
+        check_output_path(report_path, source_path, output, suffixes=(".json",))
     model, arch_name = load_model_source(source, arch, model_factory)
     shape = parse_shape(input_shape) if input_shape else default_input_shape(arch_name)
     if shape is None:

@@ -38,7 +38,7 @@ def fold(source: str, output: Path, arch: str | None, model_factory: str | None,
     from xvdeploy.folding.check import check_fold
 
     source_path = Path(source) if Path(source).exists() else None
-    check_output_path(output, source_path)
+    check_output_path(output, source_path, suffixes=(".safetensors",))
     model, arch_name = load_model_source(source, arch, model_factory)
     if model_form(model) == "folded":
         click.echo(f"{source} is already folded; writing it unchanged")

@@ -13,7 +13,29 @@ CONTEXT_SETTINGS = {"show_default": True, "help_option_names": ["-h", "--help"],
 
 
 class XVGroup(click.Group):
-    """Turns :class:`XVDeployError` into one line on stderr and its exit code (no traceback unless --debug)."""
+    """Turns :class:`XVDeployError` into one line on stderr and its exit code (no traceback unless --debug).
+
+    Click's own usage errors (bad option values, unknown options or commands)
+    get the same one ``error:`` line, with a pointer to ``--help``, exit code 2.
+    """
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.UsageError as exc:
+            where = exc.ctx.command_path if exc.ctx is not None else "xvdeploy"
+            message = " ".join(exc.format_message().split())
+            click.echo(f"error: {message} (see '{where} --help')", err=True)
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            click.echo(f"error: {' '.join(exc.format_message().split())}", err=True)
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)
 
     def invoke(self, ctx: click.Context):
         try:

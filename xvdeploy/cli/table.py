@@ -12,6 +12,9 @@ def format_table(headers: list[str], rows: list[list[object]]) -> str:
 
 def markdown_table(headers: list[str], rows: list[list[object]]) -> str:
     """GitHub-flavoured Markdown table."""
-    out = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-    out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    def cell(value: object) -> str:  # a bare "|" would split the cell
+        return str(value).replace("|", "\\|")
+
+    out = ["| " + " | ".join(map(cell, headers)) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    out += ["| " + " | ".join(map(cell, row)) + " |" for row in rows]
     return "\n".join(out)

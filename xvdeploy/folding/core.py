@@ -103,6 +103,10 @@ def fold_with_records(model: nn.Module, inplace: bool = False) -> tuple[nn.Modul
     """:func:`fold` that also returns one :class:`FoldRecord` per folded layer."""
     target = model if inplace else copy.deepcopy(model)
     target.eval()
+    if is_foldable_op(target):  # a bare operator: the model *is* the block (inplace cannot swap it)
+        folded = target.fold().eval()
+        folded.xvdeploy_folded = True
+        return folded, [FoldRecord("", folded.operator, folded.merged, folded.note, None)]
     pairs = find_bn_pairs(target)
     records: list[FoldRecord] = []
     done: list[str] = []
@@ -131,7 +135,8 @@ def fold(model: nn.Module, inplace: bool = False) -> nn.Module:
     """Inference form of ``model``: operators folded, BatchNorms merged where provably safe.
 
     Returns a folded deep copy in eval mode (``inplace=True`` folds ``model``
-    itself). Idempotent: folding a folded model changes nothing. BatchNorm
+    itself; a bare X-volution, X-volution(SA) or ACmix block is returned as its
+    folded module, which ``inplace`` cannot put in the caller's place). Idempotent: folding a folded model changes nothing. BatchNorm
     running statistics (eval mode) are used.
     """
     return fold_with_records(model, inplace)[0]

@@ -131,7 +131,7 @@ def check_build_request(onnx_path: Path, plan_path: Path, settings: BuildSetting
     if not onnx_path.is_file():
         raise XVDeployError(f"model path {onnx_path} is not a file; expected an .onnx file")
     settings.validate()
-    check_output_path(plan_path, onnx_path)
+    check_output_path(plan_path, onnx_path, suffixes=(".plan", ".engine", ".trt"))
     if sidecar_path(plan_path).resolve() == onnx_path.resolve():
         raise XVDeployError(f"the engine's sidecar {sidecar_path(plan_path)} would overwrite the model; "
                             "choose another -o")
