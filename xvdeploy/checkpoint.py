@@ -84,7 +84,7 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     except Exception as exc:  # torch raises many types for corrupt or unsafe files
         # torch's text for unsafe files advises weights_only=False; we never unpickle a user's file
         why = ("it holds Python objects beyond tensors, which are never unpickled here"
-               if "Weights only load failed" in str(exc) and "Unsupported" in str(exc)
+               if "Unsupported global" in str(exc)
                else "not a PyTorch file, or a corrupt one")
         raise XVDeployError(f"{path}: cannot load as a PyTorch state dict ({why}); "
                             "expected a .safetensors checkpoint or a state dict of tensors") from None

@@ -125,6 +125,11 @@ def test_bench_failure_exit_code(tmp_path, monkeypatch):
     (["--warmup", "-1"], ["not negative"]),
     (["--duration", "0"], ["'--duration'", "--help"]),  # click's own check, also one line
     (["--threads", "0"], ["'--threads'"]),
+    (["--batch", "1,,2"], ["expected positive integers"]),
+    (["--cuda-graphs"], ["--cuda-graphs needs a CUDA device"]),
+    (["--input-shape", "1x1x8x8"], ["three positive sizes C×H×W"]),
+    (["--data", "foo"], ["unknown --data 'foo'"]),
+    (["--data", "images:no/such/dir"], ["existing folder"]),
     (["--batch", "x"], ["expected positive integers"]),
     (["--input-shape", "3x8x8"], ["cannot take input shape 1x3x8x8"]),
     (["no/such/model.safetensors"], ["no such file"]),
@@ -132,6 +137,8 @@ def test_bench_failure_exit_code(tmp_path, monkeypatch):
     (["--warmup", "abc"], ["expected a number of iterations"]),
 ])
 def test_bench_bad_input(args, fragments, tmp_path):
+    if args == ["--cuda-graphs"] and torch.cuda.is_available():
+        pytest.skip("a CUDA device is here")
     if args == ["--backends", "tensorrt"]:
         from xvdeploy.trt import availability
 

@@ -201,3 +201,20 @@ def test_folded_module_can_use_the_fused_op(digits_checkpoint):
     plugged32 = model.float()(x)
     assert rel_l2(plugged32, y32) <= 1e-6
     assert torch.equal(plugged32.argmax(1), y32.argmax(1))
+
+
+def _classifier(block: torch.nn.Module) -> torch.nn.Module:
+    return torch.nn.Sequential(block, torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, 5)).eval()
+
+
+@pytest.mark.parametrize("block, shape", [
+    (lambda: randomize_bn(XVolutionSA(8, 8, heads=2, stride=2)).fold(), (1, 8, 6, 6)),
+    (lambda: randomize_bn(ACmix(8, 8, kernel_att=3, head=2)).fold(), (1, 8, 6, 7)),
+])
+def test_batch_one_example_keeps_the_output_batch_dynamic(block, shape, tmp_path):
+    """torch.export specialises size-1 dims: traced at batch 1, pool → flatten → linear fixed the output at 1×K."""
+    path = tmp_path / "b1.onnx"
+    report = export_onnx(_classifier(block()), path, shape, compare_plain=False)
+    out_dims = onnx.load(str(path)).graph.output[0].type.tensor_type.shape.dim
+    assert out_dims[0].dim_param == "batch" and "batch" in report.dynamic_axes
+    assert [p.shape[0] for p in report.parity] == [1, 2] and report.parity_ok

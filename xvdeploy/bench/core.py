@@ -281,6 +281,12 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -
         if d not in ("cpu", "cuda"):
             raise XVDeployError(f"unknown device {d!r}; expected cpu and/or cuda")
     devices = cfg.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
+    if cfg.cuda_graphs and ("cuda" not in devices or not torch.cuda.is_available()):
+        raise XVDeployError("--cuda-graphs needs a CUDA device" + ("" if torch.cuda.is_available() else "; none here"))
+    if cfg.data is not None and cfg.data not in DATA_KINDS:  # before the model is folded and exported
+        raise XVDeployError(f"unknown --data {cfg.data!r}; expected random, digits or images:DIR")
+    if cfg.data == "images" and (cfg.images_dir is None or not Path(cfg.images_dir).is_dir()):
+        raise XVDeployError(f"--data images needs an existing folder: --data images:DIR (got {cfg.images_dir})")
     backends = cfg.backends or list(BACKENDS)
     with tempfile.TemporaryDirectory(prefix="xvdeploy-bench-") as tmp:
         workdir = Path(tmp)

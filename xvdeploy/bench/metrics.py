@@ -10,6 +10,9 @@ TOLERANCES = {"fp32": 1e-5, "tf32": 1e-3, "fp16": 1e-2, "bf16": 1e-2}
 def parity(y: np.ndarray, ref: np.ndarray, classifier: bool = True) -> dict:
     """``max_abs``, ``rel_l2``, ``cosine`` and (classifiers) ``top1_agreement`` of ``y`` against ``ref``."""
     y64, r64 = y.astype(np.float64).reshape(len(y), -1), ref.astype(np.float64).reshape(len(ref), -1)
+    if not (np.isfinite(y64).all() and np.isfinite(r64).all()):  # no metric means anything: say so in every one
+        nan = float("nan")
+        return {"max_abs": nan, "rel_l2": nan, "cosine": nan, "top1_agreement": None if not classifier else nan}
     diff = y64 - r64
     ref_norm = float(np.linalg.norm(r64))
     out = {

@@ -13,6 +13,15 @@ def _csv(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
 
+def _int_list(text: str) -> list[int] | None:
+    """``"1,8"`` -> ``[1, 8]``; None for anything else (empty items included)."""
+    try:
+        values = [int(t) for t in text.split(",")]
+    except ValueError:
+        return None
+    return values if values and all(v > 0 for v in values) else None
+
+
 def _amount(text: str, what: str) -> tuple[int | None, float | None]:
     """"20" -> (20 iterations, None); "2s" / "0.5s" -> (None, seconds)."""
     from xvdeploy.errors import XVDeployError
@@ -20,7 +29,7 @@ def _amount(text: str, what: str) -> tuple[int | None, float | None]:
     try:
         iters, seconds = (None, float(text[:-1])) if text.endswith("s") else (int(text), None)
     except ValueError:
-        iters = seconds = -1
+        raise XVDeployError(f"{what} {text!r}: expected a number of iterations (e.g. 20) or seconds (e.g. 2s)") from None
     if (iters if iters is not None else seconds) < 0:
         raise XVDeployError(f"{what} {text!r}: expected a number of iterations (e.g. 20) or seconds (e.g. 2s), "
                             "not negative")
@@ -76,17 +85,14 @@ def bench(model, backends, batches, input_shape, precisions, devices, warmup, it
         require("matplotlib", "--plot")
     batch_list = None
     if batches is not None:
-        try:
-            batch_list = [int(b) for b in _csv(batches)]
-        except ValueError:
-            batch_list = []
-        if not batch_list or any(b < 1 for b in batch_list):
+        batch_list = _int_list(batches)
+        if batch_list is None:
             raise XVDeployError(f"--batch {batches!r}: expected positive integers joined by commas, e.g. 1,8")
     shape = None
     if input_shape:
         from xvdeploy.cli.options import parse_shape
 
-        shape = parse_shape(f"1x{input_shape}", "--input-shape")[1:]
+        shape = parse_shape(input_shape, "--input-shape", layout="CHW")
     warm_iters, warm_s = _amount(warmup, "--warmup")
     kind, images = data, None
     if data and data.startswith("images"):

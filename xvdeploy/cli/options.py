@@ -14,15 +14,17 @@ model_option = click.option("--model", "model_factory", metavar="PKG.MOD:FACTORY
                             help="Your own network: a factory function returning the nn.Module.")
 
 
-def parse_shape(text: str, what: str = "--input-shape") -> tuple[int, ...]:
-    """``"1x3x224x224"`` -> ``(1, 3, 224, 224)``."""
+def parse_shape(text: str, what: str = "--input-shape", layout: str = "NCHW") -> tuple[int, ...]:
+    """``"1x3x224x224"`` -> ``(1, 3, 224, 224)``; ``layout="CHW"`` takes ``"3x224x224"``."""
+    example = "x".join(("1", "3", "224", "224")[4 - len(layout):])
     parts = text.lower().replace("×", "x").split("x")
     try:
         dims = tuple(int(p) for p in parts)
     except ValueError:
-        raise XVDeployError(f"{what} {text!r} is not a shape; expected integers joined by 'x', e.g. 1x3x224x224") from None
-    if len(dims) != 4 or any(d < 1 for d in dims):
-        raise XVDeployError(f"{what} {text!r}: expected four positive sizes N×C×H×W, e.g. 1x3x224x224")
+        raise XVDeployError(f"{what} {text!r} is not a shape; expected integers joined by 'x', e.g. {example}") from None
+    if len(dims) != len(layout) or any(d < 1 for d in dims):
+        words = {3: "three", 4: "four"}[len(layout)]
+        raise XVDeployError(f"{what} {text!r}: expected {words} positive sizes {'×'.join(layout)}, e.g. {example}")
     return dims
 
 
@@ -30,7 +32,8 @@ def load_model_source(source: str, arch: str | None = None, model_factory: str |
     """A model from a checkpoint path or a zoo name; returns ``(model, arch name or None)``.
 
     A zoo name gives its shipped trained checkpoint (``xv_digits``) or a
-    randomly initialised training-form model.
+    randomly initialised training-form model with calibrated BN statistics
+    (:func:`xvdeploy.zoo.create_random`).
     """
     from xvdeploy import zoo
     from xvdeploy.checkpoint import load_checkpoint
@@ -43,7 +46,7 @@ def load_model_source(source: str, arch: str | None = None, model_factory: str |
         shipped = zoo.pretrained(source)
         if shipped is not None:
             return load_checkpoint(shipped), source
-        return zoo.create(source).eval(), source
+        return zoo.create_random(source), source
     raise XVDeployError(f"{source!r} is neither an existing file nor a zoo model; "
                         f"expected a checkpoint path or one of: {', '.join(zoo.names())}")
 

@@ -25,7 +25,8 @@ def zoo(no_macs: bool) -> None:
         s = zoo_api.summary(name)
         rows.append([name, shape, f"{s.parameters / 1e6:.2f}M / {s.folded_parameters / 1e6:.2f}M",
                      _si(s.macs), _si(s.folded_macs), s.description])
-    click.echo(format_table(["name", "input", "params (train / folded)", "MACs train", "MACs folded", "description"], rows))
+    params = "params (train)" if no_macs else "params (train / folded)"
+    click.echo(format_table(["name", "input", params, "MACs train", "MACs folded", "description"], rows))
 
 
 def _si(n: int) -> str:

@@ -98,8 +98,8 @@ class ExportReport:
                          f"{{{', '.join(self.extra_ops)}}}, missing {{{', '.join(self.missing_ops or [])}}}")
         lines += self.trt_lines
         for p in self.parity:
-            lines.append(f"onnxruntime parity at {'x'.join(map(str, p.shape))}: rel-L2 {p.rel_l2:.2e}, "
-                         f"max|Δ| {p.max_abs:.2e} ({'ok' if p.ok else 'FAIL'}, limit {PARITY_TOLERANCE:g})")
+            lines.append(f"onnxruntime parity at {'x'.join(map(str, p.shape))}: rel-L2 {p.rel_l2:.2e} "
+                         f"({'ok' if p.ok else 'FAIL'}: rel-L2 limit {PARITY_TOLERANCE:g}), max abs Δ {p.max_abs:.2e}")
         lines += self.notes
         return lines
 
@@ -277,15 +277,23 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, input_shape: tuple[in
 
         export_model = copy.deepcopy(model)
         if not use_pssa_plugin(export_model):
-            raise XVDeployError("--pssa-plugin: the model has no folded X-volution block to replace; "
-                                "export the folded form (without --no-fold)")
+            from xvdeploy.ops.xvolution import XVolution
+
+            why = ("the training form is exported (--no-fold): fold it to get PSSA steps"
+                   if any(isinstance(m, XVolution) for m in model.modules()) else "the network has no X-volution block")
+            raise XVDeployError(f"--pssa-plugin: no PSSA step to replace ({why})")
         translation_table = custom_translation_table()
     x = torch.zeros(input_shape, dtype=_dtype(model))
     dynamic = resolve_dynamic(dynamic)
     notes: list[str] = []
+    # torch.export specialises sizes 0 and 1: a batch-1 example would fix the batch wherever the graph
+    # reshapes by it (the output then reads 1×K while the input says batch). Trace a dynamic batch at ≥ 2.
+    x_trace = x
+    if "batch" in dynamic and input_shape[0] < 2:
+        x_trace = torch.zeros((2, *input_shape[1:]), dtype=x.dtype)
     with atomic_path(path) as tmp:
         try:
-            _torch_export(export_model, x, tmp, opset, dynamic, translation_table)
+            _torch_export(export_model, x_trace, tmp, opset, dynamic, translation_table)
         except Exception as exc:
             if not dynamic:
                 raise XVDeployError(f"torch.onnx.export failed: {_summary(exc)}", exit_code=1) from None
@@ -299,6 +307,9 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, input_shape: tuple[in
         meta = {"xvdeploy.input_shape": "x".join(map(str, input_shape)), **(metadata or {})}
         dynamic_axes = _finalise(proto, meta)
         static = [a for a in dynamic if a not in dynamic_axes]
+        out_dims = proto.graph.output[0].type.tensor_type.shape.dim
+        if "batch" in dynamic_axes and out_dims and not out_dims[0].dim_param:
+            notes.append("note: the output's batch axis came out fixed although the input's is dynamic")
         if static:
             notes.append(f"note: the network fixes {', '.join(static)} (torch.export specialised it); "
                          "those axes are static in the graph")

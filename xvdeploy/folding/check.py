@@ -47,7 +47,8 @@ class FoldCheck:
         return self.total_float32 <= max(tolerance, headroom * self.train_float32)
 
     def worst_layer(self) -> float:
-        return max((layer.rel_error for layer in self.layers), default=0.0)
+        errors = [layer.rel_error for layer in self.layers]
+        return float("nan") if any(e != e for e in errors) else max(errors, default=0.0)  # NaN is never "best"
 
 
 def _run(model: nn.Module, x: torch.Tensor) -> torch.Tensor:

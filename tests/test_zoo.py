@@ -1,0 +1,32 @@
+"""The zoo's random-weight models: finite, non-trivial outputs in eval mode."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from xvdeploy import zoo
+from xvdeploy.bench.metrics import parity, status
+
+
+@pytest.mark.parametrize("name", ["xv_resnet34_s3", "xv_resnet34_s4"])
+def test_random_zoo_models_stay_finite(name):
+    """Fresh BN statistics (0/1) normalise nothing; PSSA squares its input twice per BasicBlock → overflow.
+
+    ``create_random`` calibrates the statistics on one random batch, as the CLI does for zoo names.
+    """
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        fresh = zoo.create(name).eval()(x)
+        calibrated = zoo.create_random(name)(x)
+    assert not torch.isfinite(fresh).all()  # the failure this guards against
+    assert torch.isfinite(calibrated).all() and calibrated.std() > 0
+    a, b = zoo.create_random(name), zoo.create_random(name)  # deterministic
+    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_parity_of_non_finite_outputs_is_nan_and_fails():
+    y = np.array([[1.0, np.nan], [0.0, 1.0]], np.float32)
+    ref = np.array([[1.0, 0.0], [0.0, 1.0]], np.float32)
+    p = parity(y, ref)
+    assert all(v != v for v in p.values()) and status(p, "fp32") == "FAIL"
