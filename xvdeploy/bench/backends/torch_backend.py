@@ -1,10 +1,13 @@
 """The ``torch`` backend: a PyTorch module (training or folded form) on CPU or CUDA.
 
 Options: ``torch.compile``, CUDA graphs (GPU), precision fp32 / tf32 (CUDA
-matmul+conv TF32) / fp16 / bf16 (the module and input cast; CUDA only).
+matmul+conv TF32) / fp16 / bf16 (``torch.autocast``: convolutions and matrix
+products in the reduced type, precision-sensitive ops in float32, as PyTorch
+runs mixed precision; fp16 on CUDA only).
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 
 import numpy as np
@@ -46,7 +49,8 @@ class TorchRunner(Runner):
 
     def activate_impl(self) -> None:
         self.device = torch.device(self.spec.device)
-        self.dtype = _DTYPES[self.spec.precision]
+        self.dtype = torch.float32  # module and inputs; fp16/bf16 run under autocast
+        self.autocast = _DTYPES[self.spec.precision] if self.spec.precision in ("fp16", "bf16") else None
         self.model = copy.deepcopy(self.source).eval().to(self.device, self.dtype)
         if self.device.type == "cuda":
             self._tf32 = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
@@ -67,9 +71,15 @@ class TorchRunner(Runner):
     def _to_device(self, x: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(x).to(self.device, self.dtype)
 
+    def _precision(self):
+        if self.autocast is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast)
+
     @torch.no_grad()
     def infer_impl(self, x: np.ndarray) -> np.ndarray:
-        return self.fn(self._to_device(x)).float().cpu().numpy()
+        with self._precision():
+            return self.fn(self._to_device(x)).float().cpu().numpy()
 
     @torch.no_grad()
     def prepare_impl(self, x: np.ndarray) -> None:
@@ -78,12 +88,12 @@ class TorchRunner(Runner):
         if self.cuda_graph:
             stream = torch.cuda.Stream()
             stream.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(stream):
+            with torch.cuda.stream(stream), self._precision():
                 for _ in range(3):  # warm up on a side stream before capture, as PyTorch's docs ask
                     self.fn(self.x)
             torch.cuda.current_stream().wait_stream(stream)
             self.graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(self.graph):
+            with torch.cuda.graph(self.graph), self._precision():
                 self.y = self.fn(self.x)
 
     @torch.no_grad()
@@ -91,7 +101,8 @@ class TorchRunner(Runner):
         if self.graph is not None:
             self.graph.replay()
         else:
-            self.y = self.fn(self.x)
+            with self._precision():
+                self.y = self.fn(self.x)
 
     def synchronize_impl(self) -> None:
         if self.device.type == "cuda":
