@@ -71,5 +71,5 @@ def export(source: str, output: Path, input_shape: str | None, dynamic: str, sta
     from xvdeploy import zoo
 
     if source_path is None and zoo.pretrained(source) is None:
-        click.echo(f"note: {source} is a zoo architecture with random weights (seed 0, BN statistics from one random batch)")
+        click.echo(f"note: {source} is a zoo architecture with random weights (seed 0, X-volution attention branches at 0.1)")
     click.echo(f"wrote {output}")

@@ -32,8 +32,7 @@ def load_model_source(source: str, arch: str | None = None, model_factory: str |
     """A model from a checkpoint path or a zoo name; returns ``(model, arch name or None)``.
 
     A zoo name gives its shipped trained checkpoint (``xv_digits``) or a
-    randomly initialised training-form model with calibrated BN statistics
-    (:func:`xvdeploy.zoo.create_random`).
+    randomly initialised training-form model (:func:`xvdeploy.zoo.create_random`).
     """
     from xvdeploy import zoo
     from xvdeploy.checkpoint import load_checkpoint
