@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.conftest import rel_l2
 from xvdeploy import zoo
 from xvdeploy.bench.metrics import parity, status
 
@@ -27,8 +28,7 @@ def test_random_zoo_models_stay_finite_and_well_conditioned(name):
         y, y64, folded = model(x), copy.deepcopy(model).double()(x.double()), fold(model)(x)
     assert not torch.isfinite(fresh).all()  # the failure this guards against
     assert torch.isfinite(y).all() and y.std() > 0
-    rel = lambda a, b: float((a.double() - b.double()).norm() / b.double().norm())  # noqa: E731
-    assert rel(y, y64) <= 1e-6 and rel(folded, y64) <= 1e-6  # float32 close to float64: the bench's 1e-5 holds
+    assert rel_l2(y, y64) <= 1e-6 and rel_l2(folded, y64) <= 1e-6  # float32 close to float64: the bench's 1e-5 holds
     a, b = zoo.create_random(name), zoo.create_random(name)  # deterministic
     assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
 

@@ -92,24 +92,28 @@ def read_onnx_metadata(onnx_path: Path) -> dict[str, str]:
 
 def _read_header(onnx_path: Path) -> tuple[dict[str, DeclaredShape], dict[str, str]]:
     st = Path(onnx_path).stat()
-    header = _onnx_header(str(Path(onnx_path).resolve()), st.st_mtime_ns, st.st_size)
-    if isinstance(header, str):
-        raise XVDeployError(f"{onnx_path} is not an ONNX model ({header}); "
-                            "expected a .onnx file such as 'xvdeploy export' writes")
-    return header
+    try:
+        return _onnx_header(str(Path(onnx_path).resolve()), st.st_mtime_ns, st.st_size)
+    except _NotOnnx as exc:  # named here with the user's own path
+        raise XVDeployError(f"{onnx_path} is not an ONNX model ({exc}); "
+                            "expected a .onnx file such as 'xvdeploy export' writes") from None
+
+
+class _NotOnnx(Exception):
+    pass
 
 
 @functools.lru_cache(maxsize=4)
-def _onnx_header(path: str, _mtime_ns: int, _size: int) -> tuple[dict[str, DeclaredShape], dict[str, str]] | str:
+def _onnx_header(path: str, _mtime_ns: int, _size: int) -> tuple[dict[str, DeclaredShape], dict[str, str]]:
     """Inputs and metadata of one ONNX file, parsed once per file version (a ResNet-50 is ~100 MB
-    of protobuf), or why it is not an ONNX model."""
+    of protobuf); raises :class:`_NotOnnx` with the reason otherwise (failures are not cached)."""
     onnx = require("onnx", "Reading the model's inputs")
     try:
         model = onnx.load(path, load_external_data=False)
     except Exception as exc:  # protobuf raises DecodeError and friends
-        return type(exc).__name__
+        raise _NotOnnx(type(exc).__name__) from None
     if not model.opset_import or not model.graph.node:
-        return "no opset or no nodes"
+        raise _NotOnnx("no opset or no nodes")
     initializers = {init.name for init in model.graph.initializer}
     inputs: dict[str, DeclaredShape] = {}
     for vi in model.graph.input:

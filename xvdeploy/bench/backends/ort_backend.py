@@ -73,7 +73,7 @@ class OrtRunner(Runner):
         if self.plugin:
             from xvdeploy.plugins.onnx_node import make_session
 
-            self.session = make_session(str(path), opts, providers=[PROVIDERS[self.spec.device]])
+            self.session = make_session(str(path), opts, providers=providers)
         else:
             self.session = ort.InferenceSession(str(path), opts, providers=providers)
         used = self.session.get_providers()
