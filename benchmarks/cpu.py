@@ -528,7 +528,7 @@ def section_kernel_time(paths: dict[str, Path], p_key: str, x_key: str, hw: int,
 
 def section_resnet_eager(args, xv_name: str, folded: nn.Module, unfolded: nn.Module, hw: int):
     """Folded vs training form in PyTorch eager: xv_resnet50_s3 (batch 1) and the trained xv_digits."""
-    from xvdeploy.cli.options import load_model_source
+    from xvdeploy.loading import load_model_source
     from xvdeploy.folding import fold
 
     digits, _ = load_model_source("xv_digits")

@@ -15,7 +15,7 @@ def _shape(value) -> str:
 def inspect_onnx(path: Path) -> list[str]:
     """Inputs/outputs with shapes, op census, metadata, parameter count of an ONNX file."""
     onnx = require("onnx", "Inspecting ONNX files")
-    from xvdeploy.cli.table import format_table
+    from xvdeploy.format import format_table
     from xvdeploy.export.census import census, non_standard
 
     try:

@@ -112,7 +112,7 @@ class Sources:
 
 def load_sources(cfg: BenchConfig, workdir: Path, need_onnx: bool) -> Sources:
     from xvdeploy.checkpoint import model_form
-    from xvdeploy.cli.options import load_model_source
+    from xvdeploy.loading import load_model_source
     from xvdeploy.folding import fold
 
     source = cfg.model

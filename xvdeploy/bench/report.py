@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 from xvdeploy.bench.core import BenchReport
-from xvdeploy.cli.table import format_table, markdown_table
+from xvdeploy.format import format_table, markdown_table
 from xvdeploy.fileio import atomic_path, write_text_atomic
 
 HEADERS = ["backend", "form", "precision", "device", "batch", "p50 ms", "p90 ms", "p99 ms", "mean ms", "items/s",

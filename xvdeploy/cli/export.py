@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from xvdeploy.cli.options import arch_option, default_input_shape, load_model_source, model_option, parse_shape
+from xvdeploy.cli.options import arch_option, model_option, parse_shape
+from xvdeploy.loading import default_input_shape, load_model_source
 
 
 @click.command("export")

@@ -6,7 +6,8 @@ from pathlib import Path
 import click
 import torch
 
-from xvdeploy.cli.options import arch_option, default_input_shape, load_model_source, model_option, parse_shape
+from xvdeploy.cli.options import arch_option, model_option, parse_shape
+from xvdeploy.loading import default_input_shape, load_model_source
 from xvdeploy.errors import ParityError, XVDeployError, first_line
 
 #: Whole-model rel-L2 limits of the check (float64 / float32 folded vs float64 training form).
@@ -67,7 +68,7 @@ def fold(source: str, output: Path, arch: str | None, model_factory: str | None,
 
 
 def _print_table(result) -> None:
-    from xvdeploy.cli.table import format_table
+    from xvdeploy.format import format_table
 
     rows = [[c.record.name, c.record.operator, "yes" if c.record.merged else "no", f"{c.rel_error:.2e}",
              c.record.note] for c in result.layers]
@@ -78,7 +79,7 @@ def _print_table(result) -> None:
 
 
 def _print_records(records) -> None:
-    from xvdeploy.cli.table import format_table
+    from xvdeploy.format import format_table
 
     rows = [[r.name, r.operator, "yes" if r.merged else "no", r.note] for r in records]
     click.echo(format_table(["layer", "operator", "one conv", "note"], rows))

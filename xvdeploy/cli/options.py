@@ -1,10 +1,7 @@
 """Options and argument helpers shared by several commands (defined once)."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
-from torch import nn
 
 from xvdeploy.errors import XVDeployError
 
@@ -26,34 +23,3 @@ def parse_shape(text: str, what: str = "--input-shape", layout: str = "NCHW") ->
         words = {3: "three", 4: "four"}[len(layout)]
         raise XVDeployError(f"{what} {text!r}: expected {words} positive sizes {'×'.join(layout)}, e.g. {example}")
     return dims
-
-
-def load_model_source(source: str, arch: str | None = None, model_factory: str | None = None) -> tuple[nn.Module, str | None]:
-    """A model from a checkpoint path or a zoo name; returns ``(model, arch name or None)``.
-
-    A zoo name gives its shipped trained checkpoint (``xv_digits``) or a
-    randomly initialised training-form model (:func:`xvdeploy.zoo.create_random`).
-    """
-    from xvdeploy import zoo
-    from xvdeploy.checkpoint import load_checkpoint
-
-    path = Path(source)
-    if path.exists() or any(sep in source for sep in ("/", "\\")) or path.suffix:
-        model = load_checkpoint(path, arch=arch, model=model_factory)
-        return model, getattr(model, "xvdeploy_arch", None)
-    if source in zoo.names():
-        shipped = zoo.pretrained(source)
-        if shipped is not None:
-            return load_checkpoint(shipped), source
-        return zoo.create_random(source), source
-    raise XVDeployError(f"{source!r} is neither an existing file nor a zoo model; "
-                        f"expected a checkpoint path or one of: {', '.join(zoo.names())}")
-
-
-def default_input_shape(arch: str | None, batch: int = 1) -> tuple[int, int, int, int] | None:
-    """``(batch, C, H, W)`` of the zoo architecture, if known."""
-    from xvdeploy import zoo
-
-    if arch and arch in zoo.names():
-        return (batch, *zoo.input_shape(arch))
-    return None

@@ -13,7 +13,7 @@ def zoo(no_macs: bool) -> None:
     element-wise work (PSSA products, attention-window products, BN) is not counted.
     """
     from xvdeploy import zoo as zoo_api
-    from xvdeploy.cli.table import format_table
+    from xvdeploy.format import format_table
 
     rows = []
     for name in zoo_api.names():

@@ -80,7 +80,7 @@ class ExportReport:
         return d
 
     def format_lines(self) -> list[str]:
-        from xvdeploy.cli.table import format_table
+        from xvdeploy.format import format_table
 
         dyn = ", ".join(self.dynamic_axes) or "none (static)"
         lines = [f"ONNX opset {self.opset}, {self.nodes} nodes, input {INPUT_NAME} "

@@ -218,7 +218,7 @@ class TrtCompatReport:
 
     def format_lines(self, *, show_ok: bool = True) -> list[str]:
         """The verdict, then a table of findings (errors first)."""
-        from xvdeploy.cli.table import format_table
+        from xvdeploy.format import format_table
 
         rows = [[f.severity, f.op_type or "(model)", _domain_label(f.domain) if f.op_type else "", f.count,
                  f.message] for f in self.findings if show_ok or f.severity != "ok"]

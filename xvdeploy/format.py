@@ -1,4 +1,4 @@
-"""Plain-text and Markdown tables for command output."""
+"""Plain-text and Markdown tables and number formats: the library's one formatting module (the CLI uses it, never the reverse)."""
 from __future__ import annotations
 
 
