@@ -142,6 +142,6 @@ def test_help_lists_the_options():
 
 def test_trt_modules_import_without_tensorrt():
     """Importing the TensorRT package and the build command must not import tensorrt (lazy import)."""
-    code = ("import sys, xvdeploy.trt.builder, xvdeploy.trt.runner, xvdeploy.trt.cache, xvdeploy.cli.build; "
+    code = ("import sys, xvdeploy.trt.builder, xvdeploy.bench.backends.trt_backend, xvdeploy.trt.cache, xvdeploy.cli.build; "
             "assert 'tensorrt' not in sys.modules, 'tensorrt imported eagerly'")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -26,7 +26,7 @@ from xvdeploy.errors import XVDeployError  # noqa: E402
 from xvdeploy.trt import availability, version_major  # noqa: E402
 from xvdeploy.trt.builder import BuildSettings, OnnxParseError, build_engine  # noqa: E402
 from xvdeploy.trt.cache import get_or_build  # noqa: E402
-from xvdeploy.trt.runner import TensorRTRunner  # noqa: E402
+from xvdeploy.bench.backends.trt_backend import TensorRTRunner  # noqa: E402
 from xvdeploy.trt.runtime import current_platform, load_engine  # noqa: E402
 from xvdeploy.trt.shapes import build_profiles  # noqa: E402
 from xvdeploy.trt.sidecar import EngineMismatchError, read_sidecar, sidecar_path  # noqa: E402
@@ -56,7 +56,7 @@ def test_build_and_run_matches_onnxruntime(tiny_onnx, tmp_path, precision):
     plan = tmp_path / f"tiny-{precision}.plan"
     cache = tmp_path / "timing.cache"
     lines: list[str] = []
-    record = build_engine(tiny_onnx, plan, precision, timing_cache=cache, progress=lines.append)
+    record = build_engine(tiny_onnx, plan, BuildSettings(precision), timing_cache=cache, progress=lines.append)
     assert plan.stat().st_size > 0 and cache.stat().st_size > 0
     assert any(line.startswith("parsing") for line in lines) and any("building" in line for line in lines)
     saved = json.loads(sidecar_path(plan).read_text())
@@ -76,7 +76,7 @@ def test_build_and_run_matches_onnxruntime(tiny_onnx, tmp_path, precision):
 def test_dynamic_batch_profile(dynamic_onnx, tmp_path):
     plan = tmp_path / "dyn.plan"
     profiles = build_profiles(["x:1x3x16x16"], ["x:2x3x16x16"], ["x:4x3x16x16"])
-    build_engine(dynamic_onnx, plan, "fp32", profiles=profiles)
+    build_engine(dynamic_onnx, plan, BuildSettings("fp32", tuple(profiles)))
     assert read_sidecar(plan).profiles[0]["x"]["max"] == [4, 3, 16, 16]
     rng = np.random.default_rng(1)
     with runner_for(plan) as runner:
@@ -92,7 +92,7 @@ def test_dynamic_batch_profile(dynamic_onnx, tmp_path):
 @pytest.mark.parametrize("cuda_graph", [False, True])
 def test_timing(tiny_onnx, tmp_path, cuda_graph):
     plan = tmp_path / "t.plan"
-    build_engine(tiny_onnx, plan, "fp16")
+    build_engine(tiny_onnx, plan, BuildSettings("fp16"))
     x = np.random.default_rng(2).standard_normal((1, 3, 16, 16)).astype(np.float32)
     with runner_for(plan, "fp16", cuda_graph=cuda_graph) as runner:
         times = runner.time(x, warmup=3, iters=10)
@@ -105,7 +105,7 @@ def test_timing(tiny_onnx, tmp_path, cuda_graph):
 
 def test_engine_from_another_tensorrt_version_is_refused(tiny_onnx, tmp_path):
     plan = tmp_path / "m.plan"
-    build_engine(tiny_onnx, plan, "fp32")
+    build_engine(tiny_onnx, plan, BuildSettings("fp32"))
     data = json.loads(sidecar_path(plan).read_text())
     data["tensorrt_version"] = "9.0.0.0"
     sidecar_path(plan).write_text(json.dumps(data))

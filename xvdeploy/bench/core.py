@@ -253,7 +253,7 @@ def make_runners(cfg: BenchConfig, src: Sources, devices: list[str], batches: li
                         reason = backend_reason("tensorrt")
                         if reason:
                             raise BackendUnavailable("tensorrt", reason)
-                        from xvdeploy.trt.runner import TensorRTRunner
+                        from xvdeploy.bench.backends.trt_backend import TensorRTRunner
 
                         shape = (max(batches), *(cfg.input_shape or src.shape or ()))
                         return TensorRTRunner(spec, src.plan, onnx=src.onnx, input_shape=shape if len(shape) == 4 else None,

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from xvdeploy.trt.builder import PRECISIONS
+from xvdeploy.trt.builder import PRECISIONS, BuildSettings, build_engine
 from xvdeploy.trt.shapes import build_profiles
 
 _SHAPE_HELP = "trtexec syntax NAME:DxDx…[,NAME:…]; give it once per optimization profile"
@@ -38,21 +38,9 @@ def build(model: Path, output: Path, precision: str, min_shapes: tuple[str, ...]
           max_shapes: tuple[str, ...], workspace: int | None, timing_cache: Path | None, opt_level: int,
           pssa_plugin: bool, verbose: bool) -> None:
     """Build a TensorRT engine (plan) from MODEL.onnx, for this GPU and TensorRT version."""
-    from xvdeploy.trt.builder import build_engine
-
-    profiles = build_profiles(min_shapes, opt_shapes, max_shapes)
-    record = build_engine(
-        model,
-        output,
-        precision=precision,
-        profiles=profiles,
-        workspace_mib=workspace,
-        timing_cache=timing_cache,
-        opt_level=opt_level,
-        pssa_plugin=pssa_plugin,
-        verbose=verbose,
-        progress=_echo_err,
-    )
+    settings = BuildSettings(precision, build_profiles(min_shapes, opt_shapes, max_shapes), workspace, opt_level,
+                             pssa_plugin)
+    record = build_engine(model, output, settings, timing_cache=timing_cache, verbose=verbose, progress=_echo_err)
     size_mib = output.stat().st_size / (1 << 20)
     click.echo(f"wrote {output} ({size_mib:.1f} MiB, {precision}, TensorRT {record.tensorrt_version}, "
                f"{record.gpu_name}, {record.build_seconds:.1f} s) and {output}.json")

@@ -317,12 +317,9 @@ def _parse(parser: Any, logger: Any, onnx_path: Path, fp16_graph: bool, say: Pro
 def build_engine(
     onnx_path: str | os.PathLike,
     plan_path: str | os.PathLike,
-    precision: str = "fp32",
-    profiles: Sequence[Profile] = (),
-    workspace_mib: int | None = None,
+    settings: BuildSettings = BuildSettings(),
+    *,
     timing_cache: str | os.PathLike | None = None,
-    opt_level: int | None = None,
-    pssa_plugin: bool = False,
     verbose: bool = False,
     progress: Progress | None = None,
 ) -> EngineRecord:
@@ -335,7 +332,7 @@ def build_engine(
     """
     onnx_path, plan_path = Path(onnx_path), Path(plan_path)
     cache_path = Path(timing_cache) if timing_cache is not None else None
-    settings = BuildSettings(precision, tuple(profiles), workspace_mib, opt_level, pssa_plugin)
+    settings = dataclasses.replace(settings, profiles=tuple(settings.profiles))
     inputs = check_build_request(onnx_path, plan_path, settings, cache_path)
     if not settings.profiles and inputs is not None:
         settings = dataclasses.replace(settings, profiles=default_profiles(onnx_path, inputs))
@@ -344,7 +341,7 @@ def build_engine(
     trt = require_tensorrt()
     here = current_platform(trt)
     strongly_typed = strongly_typed_only(trt)
-    network_flags = register_pssa_plugin() if pssa_plugin else 0
+    network_flags = register_pssa_plugin() if settings.pssa_plugin else 0
     logger = make_logger(trt, verbose, progress)
     if hasattr(trt, "init_libnvinfer_plugins"):
         trt.init_libnvinfer_plugins(logger, "")
@@ -354,14 +351,14 @@ def build_engine(
 
     say(f"parsing {onnx_path} with TensorRT {here.tensorrt_version} "
         f"for {here.gpu_name} (compute {here.compute_capability})")
-    _parse(parser, logger, onnx_path, precision == "fp16" and strongly_typed, say)
+    _parse(parser, logger, onnx_path, settings.precision == "fp16" and strongly_typed, say)
     config = _configure(trt, builder, network, settings, strongly_typed)
     cache = _attach_timing_cache(config, cache_path, say)
     monitor = make_progress_monitor(trt, say) if progress is not None else None
     if monitor is not None:
         config.progress_monitor = monitor
 
-    say(f"building the {precision} engine; this can take minutes")
+    say(f"building the {settings.precision} engine; this can take minutes")
     start = time.perf_counter()
     serialized = builder.build_serialized_network(network, config)
     seconds = time.perf_counter() - start
@@ -379,15 +376,15 @@ def build_engine(
         tensorrt_version=here.tensorrt_version,
         gpu_name=here.gpu_name,
         compute_capability=here.compute_capability,
-        precision=precision,
+        precision=settings.precision,
         profiles=profiles_as_json(settings.profiles),
         onnx_sha256=file_sha256(onnx_path),
         onnx_file=str(onnx_path),
         build_time=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         build_seconds=round(seconds, 3),
-        builder_optimization_level=opt_level,
-        workspace_mib=workspace_mib,
-        pssa_plugin=pssa_plugin,
+        builder_optimization_level=settings.builder_optimization_level,
+        workspace_mib=settings.workspace_mib,
+        pssa_plugin=settings.pssa_plugin,
         strongly_typed=strongly_typed,
         xvdeploy_version=__version__,
     )

@@ -65,15 +65,5 @@ def get_or_build(onnx_path: str | os.PathLike, settings: BuildSettings, platform
             progress(f"reusing cached engine {plan}")
         return plan
     plan.parent.mkdir(parents=True, exist_ok=True)
-    build_engine(
-        onnx_path,
-        plan,
-        precision=settings.precision,
-        profiles=settings.profiles,
-        workspace_mib=settings.workspace_mib,
-        opt_level=settings.builder_optimization_level,
-        pssa_plugin=settings.pssa_plugin,
-        timing_cache=timing_cache_path(plan.parent, platform),
-        progress=progress,
-    )
+    build_engine(onnx_path, plan, settings, timing_cache=timing_cache_path(plan.parent, platform), progress=progress)
     return plan
