@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import fx, nn
 
-from xvdeploy.folding.bn import fold_conv_bn
+from xvdeploy.ops.bn import fold_conv_bn
 from xvdeploy.ops.base import FoldedOp
 
 

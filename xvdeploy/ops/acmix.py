@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from xvdeploy.errors import XVDeployError
-from xvdeploy.folding.bn import bn_scale_shift, make_conv
+from xvdeploy.ops.bn import bn_scale_shift, make_conv
 from xvdeploy.ops.base import FoldedOp, is_tracing, positive_int
 
 

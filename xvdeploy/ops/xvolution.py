@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from xvdeploy.errors import XVDeployError
-from xvdeploy.folding.bn import bn_scale_shift, conv_weight_bias, fuse_bn, make_conv, pad_kernel
+from xvdeploy.ops.bn import bn_scale_shift, conv_weight_bias, fuse_bn, make_conv, pad_kernel
 from xvdeploy.ops.base import FoldedOp, SameConv2d, positive_int
 from xvdeploy.ops.pssa import ShiftKernel, _check_mode, pssa_depthwise, pssa_transform, resolve_shifts
 

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from xvdeploy.errors import XVDeployError
-from xvdeploy.folding.bn import bn_scale_shift, conv_weight_bias, fuse_bn, make_conv
+from xvdeploy.ops.bn import bn_scale_shift, conv_weight_bias, fuse_bn, make_conv
 from xvdeploy.ops.base import FoldedOp, SameConv2d, positive_int
 
 

@@ -1,6 +1,6 @@
 """BatchNorm folding as pure functions (RepVGG's ``_fuse_bn_tensor`` idea).
 
-``W' = W·γ/σ``, ``b' = β + (b − μ)·γ/σ``, ``σ = sqrt(var + eps)`` (DESIGN §2.3),
+``W' = W·γ/σ``, ``b' = β + (b − μ)·γ/σ``, ``σ = sqrt(var + eps)`` (docs/design.md, BatchNorm folding),
 computed in float64 and returned in float64; callers cast once at the end.
 A missing bias is zero and a missing BN is the identity, so sums of branches
 need no special cases.
