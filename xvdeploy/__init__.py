@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path as _Path
 
-__version__ = "0.1.0"
+from xvdeploy._version import __version__  # noqa: E402,F401
 
 # In a source checkout the sub-packages ``xvdeploy.models`` and
 # ``xvdeploy.plugins`` live in the top-level ``models/`` and ``plugins/``

@@ -17,6 +17,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from xvdeploy import zoo
+from xvdeploy._version import __version__
+from xvdeploy.folding import fold
 from xvdeploy.errors import XVDeployError, first_line
 from xvdeploy.fileio import atomic_path
 
@@ -37,7 +40,6 @@ def save_checkpoint(model: nn.Module, path: str | os.PathLike, arch: str | None 
     """
     from safetensors.torch import save_file
 
-    from xvdeploy import __version__
 
     arch = arch or getattr(model, "xvdeploy_arch", None)
     meta = {"format": "xvdeploy", "form": model_form(model), "xvdeploy_version": __version__,
@@ -136,7 +138,7 @@ def load_checkpoint(path: str | os.PathLike, arch: str | None = None, model: str
     """
     path = Path(path)
     meta: dict[str, str] = {}
-    if _is_safetensors(path):
+    if is_safetensors(path):
         state, meta = read_safetensors(path)
     else:
         state = read_state_dict(path)
@@ -155,8 +157,6 @@ def load_checkpoint(path: str | os.PathLike, arch: str | None = None, model: str
     def build() -> nn.Module:
         if model:
             return model_from_factory(model)
-        from xvdeploy import zoo
-
         return zoo.create(arch, **arch_kwargs)
 
     source = f"{path} ({'--model ' + model if model else 'architecture ' + arch})"
@@ -185,8 +185,6 @@ def check_finite(state: dict[str, torch.Tensor], source: str) -> None:
 
 def _as_form(model: nn.Module, form: str) -> nn.Module:
     if form == "folded":
-        from xvdeploy.folding import fold
-
         return fold(model, inplace=True)
     return model
 
@@ -223,7 +221,7 @@ def _json_meta(meta: dict[str, str], key: str, path: Path):
         raise XVDeployError(f"{path}: metadata {key!r} is not valid JSON") from None
 
 
-def _is_safetensors(path: Path) -> bool:
+def is_safetensors(path: Path) -> bool:
     if path.suffix == ".safetensors":
         return True
     try:

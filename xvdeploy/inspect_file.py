@@ -1,10 +1,19 @@
 """Summaries of checkpoints and ONNX files for ``xvdeploy inspect``."""
 from __future__ import annotations
 
+import json
+from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
+
+from xvdeploy import zoo
 from xvdeploy._lazy import require
+from xvdeploy.checkpoint import is_safetensors, read_safetensors, read_state_dict
 from xvdeploy.errors import XVDeployError, first_line
+from xvdeploy.export.census import census, non_standard
+from xvdeploy.format import format_table
+from xvdeploy.trt.sidecar import read_sidecar
 
 
 def _shape(value) -> str:
@@ -15,8 +24,6 @@ def _shape(value) -> str:
 def inspect_onnx(path: Path) -> list[str]:
     """Inputs/outputs with shapes, op census, metadata, parameter count of an ONNX file."""
     onnx = require("onnx", "Inspecting ONNX files")
-    from xvdeploy.format import format_table
-    from xvdeploy.export.census import census, non_standard
 
     try:
         proto = onnx.load(str(path))
@@ -25,7 +32,7 @@ def inspect_onnx(path: Path) -> list[str]:
     if not proto.graph.node:
         raise XVDeployError(f"{path}: not an ONNX model (no graph nodes); expected an .onnx file")
     elem = {v: k for k, v in onnx.TensorProto.DataType.items()}
-    params = sum(int(__import__("numpy").prod(t.dims)) for t in proto.graph.initializer)
+    params = sum(int(np.prod(t.dims)) for t in proto.graph.initializer)
     opsets = ", ".join(f"{o.domain or 'ai.onnx'}:{o.version}" for o in proto.opset_import)
     lines = [f"ONNX model {path}", f"  IR version {proto.ir_version}, opsets {opsets}, producer "
              f"{proto.producer_name} {proto.producer_version}".rstrip(),
@@ -46,10 +53,8 @@ def inspect_onnx(path: Path) -> list[str]:
 
 def inspect_checkpoint(path: Path) -> list[str]:
     """Metadata, tensors and parameter count of a checkpoint (safetensors or state dict)."""
-    from xvdeploy.checkpoint import _is_safetensors, read_safetensors, read_state_dict
-
     meta: dict[str, str] = {}
-    if _is_safetensors(path):
+    if is_safetensors(path):
         state, meta = read_safetensors(path)
         kind = "safetensors checkpoint"
     else:
@@ -60,8 +65,6 @@ def inspect_checkpoint(path: Path) -> list[str]:
     for key in sorted(meta):
         lines.append(f"  metadata {key} = {meta[key]}")
     if meta.get("arch"):
-        from xvdeploy import zoo
-
         if meta["arch"] in zoo.names():
             lines.append(f"  input (C, H, W) = {zoo.input_shape(meta['arch'])}: {zoo.description(meta['arch'])}")
     return lines
@@ -81,11 +84,6 @@ def inspect_path(path: Path) -> list[str]:
 
 def inspect_engine(path: Path) -> list[str]:
     """What the sidecar JSON written by ``xvdeploy build`` says about an engine (no TensorRT needed)."""
-    import json
-    from dataclasses import asdict
-
-    from xvdeploy.trt.sidecar import read_sidecar
-
     record = read_sidecar(path)
     lines = [f"TensorRT engine {path}, {path.stat().st_size:,} bytes"]
     if record is None:

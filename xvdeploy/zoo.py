@@ -10,24 +10,21 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+import xvdeploy.models  # noqa: F401  (registers every model)
 from xvdeploy.errors import XVDeployError
-
-
-def _registry():
-    import xvdeploy.models  # noqa: F401  (registers every model)
-    from xvdeploy.models import registry
-
-    return registry
+from xvdeploy.folding import fold
+from xvdeploy.models import registry
+from xvdeploy.ops.xvolution import XVolution
 
 
 def names() -> list[str]:
     """Registered architecture names."""
-    return _registry().names()
+    return registry.names()
 
 
 def create(name: str, **kwargs) -> nn.Module:
     """A new training-form model of architecture ``name`` (random weights, eval mode off)."""
-    entry = _registry().entry(name)
+    entry = registry.entry(name)
     try:
         model = entry.builder(**{**entry.kwargs, **kwargs})
     except TypeError as exc:
@@ -52,8 +49,6 @@ def create_random(name: str, seed: int = 0, **kwargs) -> nn.Module:
     the unnormalised product overflows (xv_resnet34_s3/s4 went to NaN within
     one stage). The branch still contributes, so folding it is still exercised.
     """
-    from xvdeploy.ops.xvolution import XVolution
-
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = create(name, **kwargs)
@@ -66,16 +61,16 @@ def create_random(name: str, seed: int = 0, **kwargs) -> nn.Module:
 
 def input_shape(name: str) -> tuple[int, int, int]:
     """``(C, H, W)`` of the model's default input."""
-    return _registry().entry(name).input_shape
+    return registry.entry(name).input_shape
 
 
 def pretrained(name: str):
     """Path of the trained checkpoint shipped for ``name``, or None."""
-    return _registry().entry(name).checkpoint
+    return registry.entry(name).checkpoint
 
 
 def description(name: str) -> str:
-    return _registry().entry(name).description
+    return registry.entry(name).description
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -111,8 +106,6 @@ class ZooSummary:
 
 def summary(name: str) -> ZooSummary:
     """Parameters and MACs of ``name`` at its default input, in training and folded form."""
-    from xvdeploy.folding import fold
-
     model = create(name).eval()
     shape = (1, *input_shape(name))
     folded = fold(model)

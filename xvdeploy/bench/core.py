@@ -14,10 +14,21 @@ from typing import Callable
 import numpy as np
 import torch
 
+from xvdeploy import zoo
+from xvdeploy._lazy import available
 from xvdeploy.bench.backends.base import BackendUnavailable, Runner, RunnerSpec
+from xvdeploy.bench.backends.ort_backend import OrtRunner
+from xvdeploy.bench.backends.torch_backend import TorchRunner
+from xvdeploy.bench.backends.trt_backend import TensorRTRunner
 from xvdeploy.bench.environment import environment
 from xvdeploy.bench.metrics import TOLERANCES, latency_stats, parity, status
+from xvdeploy.checkpoint import model_form
+from xvdeploy.data import digits_split, load_images, random_input
 from xvdeploy.errors import XVDeployError, first_line
+from xvdeploy.export import export_onnx
+from xvdeploy.folding import fold
+from xvdeploy.loading import load_model_source
+from xvdeploy.trt import availability
 
 BACKENDS = ("torch", "onnxruntime", "tensorrt")
 PRECISIONS = tuple(TOLERANCES)
@@ -45,6 +56,36 @@ class BenchConfig:
     arch: str | None = None
     model_factory: str | None = None
     pssa_plugin: bool = False
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Every check that needs no model: one :class:`XVDeployError` for the first bad field."""
+        for b in self.backends or []:
+            if b not in BACKENDS:
+                raise XVDeployError(f"unknown backend {b!r}; expected some of {', '.join(BACKENDS)}")
+            reason = backend_reason(b)
+            if reason and (b != "tensorrt" or self.backends == ["tensorrt"]):
+                raise XVDeployError(f"backend {b!r} was asked for but {reason}")
+        for p in self.precisions:
+            if p not in PRECISIONS:
+                raise XVDeployError(f"unknown precision {p!r}; expected some of {', '.join(PRECISIONS)}")
+        if self.batches is not None and (not self.batches or any(b < 1 for b in self.batches)):
+            raise XVDeployError(f"--batch sizes must be positive, got {self.batches}")
+        for d in self.devices or []:
+            if d not in ("cpu", "cuda"):
+                raise XVDeployError(f"unknown device {d!r}; expected cpu and/or cuda")
+        if self.cuda_graphs and ("cuda" not in self.resolved_devices() or not torch.cuda.is_available()):
+            raise XVDeployError("--cuda-graphs needs a CUDA device" + ("" if torch.cuda.is_available() else "; none here"))
+        if self.data is not None and self.data not in DATA_KINDS:  # before the model is folded and exported
+            raise XVDeployError(f"unknown --data {self.data!r}; expected random, digits or images:DIR")
+        if self.data == "images" and (self.images_dir is None or not Path(self.images_dir).is_dir()):
+            raise XVDeployError(f"--data images needs an existing folder: --data images:DIR (got {self.images_dir})")
+
+    def resolved_devices(self) -> list[str]:
+        """The devices asked for, or the CPU plus CUDA where there is one."""
+        return self.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
 
 
 @dataclass
@@ -111,14 +152,9 @@ class Sources:
 
 
 def load_sources(cfg: BenchConfig, workdir: Path, need_onnx: bool) -> Sources:
-    from xvdeploy.checkpoint import model_form
-    from xvdeploy.loading import load_model_source
-    from xvdeploy.folding import fold
 
     source = cfg.model
     if source is None:  # the shipped digits model
-        from xvdeploy import zoo
-
         source = str(zoo.pretrained("xv_digits"))
     path = Path(source)
     if path.suffix == ".onnx":
@@ -137,12 +173,8 @@ def load_sources(cfg: BenchConfig, workdir: Path, need_onnx: bool) -> Sources:
     else:
         sources.folded = model
     if arch:
-        from xvdeploy import zoo
-
         sources.shape = zoo.input_shape(arch)
     if need_onnx:
-        from xvdeploy.export import export_onnx
-
         shape = cfg.input_shape or sources.shape
         if shape is None:
             raise XVDeployError("this model has no default input shape; give --input-shape CxHxW")
@@ -180,8 +212,6 @@ def _onnx_info(path: Path) -> tuple[tuple[int, int, int] | None, bool, int | Non
 
 def load_data(cfg: BenchConfig, shape: tuple[int, int, int], batch: int, is_digits: bool) -> tuple[np.ndarray, np.ndarray | None, str]:
     """``(inputs, labels or None, description)``."""
-    from xvdeploy.data import digits_split, load_images, random_input
-
     kind = cfg.data or ("digits" if is_digits else "random")
     if kind == "digits":
         if tuple(shape) != (1, 8, 8):
@@ -216,22 +246,15 @@ def run_batches(runner_infer: Callable[[np.ndarray], np.ndarray], x: np.ndarray,
 
 def backend_reason(backend: str) -> str | None:
     """Why a backend is not installed, or None."""
-    from xvdeploy._lazy import available
-
     if backend == "onnxruntime":
         return None if available("onnxruntime") else "onnxruntime is not installed; install it with: pip install 'xvdeploy[onnx]'"
     if backend == "tensorrt":
-        from xvdeploy.trt import availability
-
         return availability()
     return None
 
 
 def make_runners(cfg: BenchConfig, src: Sources, devices: list[str], batches: list[int]):
     """Yield ``(spec, factory)`` for every combination asked for."""
-    from xvdeploy.bench.backends.ort_backend import OrtRunner
-    from xvdeploy.bench.backends.torch_backend import TorchRunner
-
     backends = cfg.backends or list(BACKENDS)
     for backend in backends:
         for device in devices if backend != "tensorrt" else ["cuda"]:
@@ -253,8 +276,6 @@ def make_runners(cfg: BenchConfig, src: Sources, devices: list[str], batches: li
                         reason = backend_reason("tensorrt")
                         if reason:
                             raise BackendUnavailable("tensorrt", reason)
-                        from xvdeploy.bench.backends.trt_backend import TensorRTRunner
-
                         shape = (max(batches), *(cfg.input_shape or src.shape or ()))
                         return TensorRTRunner(spec, src.plan, onnx=src.onnx, input_shape=shape if len(shape) == 4 else None,
                                               cuda_graph=cfg.cuda_graphs, pssa_plugin=cfg.pssa_plugin)
@@ -263,78 +284,65 @@ def make_runners(cfg: BenchConfig, src: Sources, devices: list[str], batches: li
 
 
 def run_bench(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -> BenchReport:
-    """Run every asked-for combination; raise :class:`XVDeployError` for bad input."""
-    for b in cfg.backends or []:
-        if b not in BACKENDS:
-            raise XVDeployError(f"unknown backend {b!r}; expected some of {', '.join(BACKENDS)}")
-        reason = backend_reason(b)
-        if reason and b != "tensorrt":
-            raise XVDeployError(f"backend {b!r} was asked for but {reason}")
-        if reason and b == "tensorrt" and cfg.backends == ["tensorrt"]:
-            raise XVDeployError(f"backend 'tensorrt' was asked for but {reason}")
-    for p in cfg.precisions:
-        if p not in PRECISIONS:
-            raise XVDeployError(f"unknown precision {p!r}; expected some of {', '.join(PRECISIONS)}")
-    if cfg.batches is not None and (not cfg.batches or any(b < 1 for b in cfg.batches)):
-        raise XVDeployError(f"--batch sizes must be positive, got {cfg.batches}")
-    for d in cfg.devices or []:
-        if d not in ("cpu", "cuda"):
-            raise XVDeployError(f"unknown device {d!r}; expected cpu and/or cuda")
-    devices = cfg.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
-    if cfg.cuda_graphs and ("cuda" not in devices or not torch.cuda.is_available()):
-        raise XVDeployError("--cuda-graphs needs a CUDA device" + ("" if torch.cuda.is_available() else "; none here"))
-    if cfg.data is not None and cfg.data not in DATA_KINDS:  # before the model is folded and exported
-        raise XVDeployError(f"unknown --data {cfg.data!r}; expected random, digits or images:DIR")
-    if cfg.data == "images" and (cfg.images_dir is None or not Path(cfg.images_dir).is_dir()):
-        raise XVDeployError(f"--data images needs an existing folder: --data images:DIR (got {cfg.images_dir})")
+    """Run every asked-for combination (``cfg`` was validated when it was made)."""
+    say = progress or (lambda _message: None)
     backends = cfg.backends or list(BACKENDS)
     with tempfile.TemporaryDirectory(prefix="xvdeploy-bench-") as tmp:
-        workdir = Path(tmp)
         need_onnx = any(b in ("onnxruntime", "tensorrt") and not backend_reason(b) for b in backends)
-        src = load_sources(cfg, workdir, need_onnx)
-        shape = cfg.input_shape or src.shape
-        if shape is None:
-            raise XVDeployError("cannot tell the model's input size; give --input-shape CxHxW")
-        batches = cfg.batches or [src.fixed_batch or 1]
-        if src.fixed_batch and batches != [src.fixed_batch]:
-            raise XVDeployError(f"{src.name} takes a fixed batch of {src.fixed_batch} (exported with --static), got "
-                                f"--batch {','.join(map(str, batches))}; use --batch {src.fixed_batch} or export "
-                                "with a dynamic batch")
+        src = load_sources(cfg, Path(tmp), need_onnx)
+        shape, batches = _shape_and_batches(cfg, src)
         report = BenchReport(environment(), src.name, "", "")
         reference_fn, report.reference = _reference(src)
-        skipped = report.skipped
-        for b in backends:
-            reason = backend_reason(b)
-            if reason:
-                skipped.append({"backend": b, "form": "*", "precision": "*", "device": "*", "reason": reason})
+        report.skipped += [_skip(b, backend_reason(b)) for b in backends if backend_reason(b)]
         per_batch = {}
         for batch in batches:
             x, labels, report.data = load_data(cfg, shape, batch, src.is_digits)
-            try:
-                ref = run_batches(reference_fn, x, batch)
-            except Exception as exc:  # torch RuntimeError, onnxruntime InvalidArgument/Fail
-                raise XVDeployError(f"the model cannot take batch {batch} of {'x'.join(map(str, shape))}: "
-                                    f"{first_line(exc)}") from None
-            per_batch[batch] = (x, labels, ref)
-        for spec, factory in make_runners(cfg, src, devices, batches):
+            per_batch[batch] = (x, labels, _reference_outputs(reference_fn, x, batch, shape))
+        for spec, factory in make_runners(cfg, src, cfg.resolved_devices(), batches):
             if backend_reason(spec.backend):
                 continue
             try:
                 runner = factory()
                 runner.activate()  # a provider that cannot start says so here: skipped, not a crash
             except BackendUnavailable as exc:
-                skipped.append({"backend": spec.backend, "form": spec.form, "precision": spec.precision,
-                                "device": spec.device, "reason": exc.reason})
+                report.skipped.append(_skip(spec.backend, exc.reason, spec))
                 continue
             with runner:
                 for batch in batches:
-                    if progress:
-                        progress(f"{runner.name} batch {batch}")
+                    say(f"{runner.name} batch {batch}")
                     report.results.append(_measure(runner, cfg, batch, *per_batch[batch], src.classifier))
         if not report.results:
-            reasons = "; ".join(f"{s['backend']} {s['precision']} {s['device']}: {s['reason']}" for s in skipped)
+            reasons = "; ".join(f"{s['backend']} {s['precision']} {s['device']}: {s['reason']}" for s in report.skipped)
             raise XVDeployError(f"nothing could run: {reasons}")
     return report
+
+
+def _shape_and_batches(cfg: BenchConfig, src: Sources) -> tuple[tuple[int, int, int], list[int]]:
+    """The (C, H, W) input and the batch sizes, checked against what the model file fixes."""
+    shape = cfg.input_shape or src.shape
+    if shape is None:
+        raise XVDeployError("cannot tell the model's input size; give --input-shape CxHxW")
+    batches = cfg.batches or [src.fixed_batch or 1]
+    if src.fixed_batch and batches != [src.fixed_batch]:
+        raise XVDeployError(f"{src.name} takes a fixed batch of {src.fixed_batch} (exported with --static), got "
+                            f"--batch {','.join(map(str, batches))}; use --batch {src.fixed_batch} or export "
+                            "with a dynamic batch")
+    return shape, batches
+
+
+def _reference_outputs(reference_fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray, batch: int,
+                       shape: tuple[int, int, int]) -> np.ndarray:
+    try:
+        return run_batches(reference_fn, x, batch)
+    except Exception as exc:  # torch RuntimeError, onnxruntime InvalidArgument/Fail
+        raise XVDeployError(f"the model cannot take batch {batch} of {'x'.join(map(str, shape))}: "
+                            f"{first_line(exc)}") from None
+
+
+def _skip(backend: str, reason: str, spec: RunnerSpec | None = None) -> dict:
+    """One entry of the report's skipped list (``*`` where a whole backend is skipped)."""
+    return {"backend": backend, "form": spec.form if spec else "*", "precision": spec.precision if spec else "*",
+            "device": spec.device if spec else "*", "reason": reason}
 
 
 def _reference(src: Sources) -> tuple[Callable[[np.ndarray], np.ndarray], str]:

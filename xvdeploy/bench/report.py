@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from xvdeploy._lazy import require
 from xvdeploy.bench.core import BenchReport
 from xvdeploy.format import format_table, markdown_table
 from xvdeploy.fileio import atomic_path, write_text_atomic
@@ -64,8 +65,6 @@ def write_markdown(report: BenchReport, path: Path) -> None:
 
 def write_plot(report: BenchReport, path: Path) -> None:
     """Latency distribution per result (box plot, log scale), titled with model, machine and date."""
-    from xvdeploy._lazy import require
-
     matplotlib = require("matplotlib", "Plotting")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from xvdeploy.folding.core import FoldRecord
+from xvdeploy.folding.core import FoldRecord, fold
 
 
 def rel_l2(y: torch.Tensor, ref: torch.Tensor) -> float:
@@ -59,8 +59,6 @@ def _run(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def check_fold(model: nn.Module, folded: nn.Module, records: list[FoldRecord], probe: torch.Tensor) -> FoldCheck:
     """Compare ``folded`` with the training-form ``model`` on ``probe`` (N×C×H×W)."""
-    from xvdeploy.folding.core import fold
-
     ref64 = copy.deepcopy(model).double().eval()
     fold64 = fold(ref64)  # the fold's algebra in float64; ``folded`` itself is checked in float32 below
     x64 = probe.double()

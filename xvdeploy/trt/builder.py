@@ -26,7 +26,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable, Sequence
 
-from xvdeploy import __version__
+from xvdeploy._version import __version__
 from xvdeploy._lazy import available, require
 from xvdeploy.errors import XVDeployError
 from xvdeploy.trt import require_tensorrt, strongly_typed_only
