@@ -1,4 +1,4 @@
-"""Checkpoints: safetensors with metadata; plain state dicts; user factories (DESIGN §4).
+"""Checkpoints: safetensors with metadata; plain state dicts; user factories (docs/design.md, File formats).
 
 Metadata keys (all strings, as safetensors requires): ``format`` = "xvdeploy",
 ``arch``, ``arch_kwargs`` (JSON), ``form`` ("train" or "folded"),

@@ -1,4 +1,4 @@
-"""The model-level fold (timm's ``reparameterize_model`` idea, DESIGN §2.3–2.5).
+"""The model-level fold (timm's ``reparameterize_model`` idea; docs/design.md, The model-level fold).
 
 Every training-form operator (any module with a ``fold(bn=None)`` method:
 X-volution, X-volution(SA), ACmix) is replaced by its inference form, and

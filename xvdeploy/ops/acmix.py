@@ -1,4 +1,4 @@
-"""ACmix: training form compatible with LeapLabTHU/ACmix and its fold (DESIGN §2.5).
+"""ACmix: training form compatible with LeapLabTHU/ACmix and its fold (docs/design.md, ACmix).
 
 Training (Pan et al., "On the Integration of Self-Attention and Convolution",
 reference ``ResNet/test_bottleneck.py``): three 1×1 convs give ``q, k, v``;

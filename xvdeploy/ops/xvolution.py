@@ -1,4 +1,4 @@
-"""X-volution: training form (DESIGN §2.2) and its fold (DESIGN §2.3).
+"""X-volution: training form and its fold (docs/design.md, X-volution).
 
 Training: ``y = BN_c(Conv_c(X)) + BN_a(Conv_a(T))`` with ``T`` the PSSA
 transform of ``X``. Inference: ``y = Conv(concat[X, T])`` where ``T`` comes

@@ -1,4 +1,4 @@
-"""X-volution(SA): a conv branch beside global multi-head self-attention (DESIGN §2.4).
+"""X-volution(SA): a conv branch beside global multi-head self-attention (docs/design.md, X-volution(SA)).
 
 ``y = BN_c(Conv_c(X)) + BN_a(P_o(MHSA(X)))``, MHSA with 1×1 projections
 ``Q, K, V`` and ``softmax(QᵀK/√d)·V`` over all ``H·W`` positions, no
