@@ -10,8 +10,9 @@ import numpy as np
 from xvdeploy import zoo
 from xvdeploy._lazy import require
 from xvdeploy.checkpoint import is_safetensors, read_safetensors, read_state_dict
-from xvdeploy.errors import XVDeployError, first_line
+from xvdeploy.errors import XVDeployError
 from xvdeploy.export.census import census, non_standard
+from xvdeploy.export.onnxfile import load_model
 from xvdeploy.format import format_table
 from xvdeploy.trt.sidecar import read_sidecar
 
@@ -24,13 +25,7 @@ def _shape(value) -> str:
 def inspect_onnx(path: Path) -> list[str]:
     """Inputs/outputs with shapes, op census, metadata, parameter count of an ONNX file."""
     onnx = require("onnx", "Inspecting ONNX files")
-
-    try:
-        proto = onnx.load(str(path))
-    except Exception as exc:
-        raise XVDeployError(f"{path}: not a readable ONNX file ({first_line(exc)})") from None
-    if not proto.graph.node:
-        raise XVDeployError(f"{path}: not an ONNX model (no graph nodes); expected an .onnx file")
+    proto = load_model(path)
     elem = {v: k for k, v in onnx.TensorProto.DataType.items()}
     params = sum(int(np.prod(t.dims)) for t in proto.graph.initializer)
     opsets = ", ".join(f"{o.domain or 'ai.onnx'}:{o.version}" for o in proto.opset_import)

@@ -26,6 +26,7 @@ from xvdeploy.checkpoint import model_form
 from xvdeploy.data import digits_split, load_images, random_input
 from xvdeploy.errors import XVDeployError, first_line
 from xvdeploy.export import export_onnx
+from xvdeploy.export.onnxfile import ort_session, read_header
 from xvdeploy.folding import fold
 from xvdeploy.loading import load_model_source
 from xvdeploy.trt import availability
@@ -187,24 +188,18 @@ def load_sources(cfg: BenchConfig, workdir: Path, need_onnx: bool) -> Sources:
 
 def _onnx_info(path: Path) -> tuple[tuple[int, int, int] | None, bool, int | None]:
     """``((C, H, W) or None, whether it holds PSSA plugin nodes, fixed batch or None)``, reading the file once."""
-    import onnx
-
-    from xvdeploy.export.onnx_export import has_plugin_nodes
-
-    try:
-        proto = onnx.load(str(path), load_external_data=False)
-        dims = proto.graph.input[0].type.tensor_type.shape.dim
-    except Exception as exc:
-        raise XVDeployError(f"{path}: not a readable ONNX file ({first_line(exc)})") from None
-    plugin = has_plugin_nodes(proto)
-    values = [d.dim_value if d.dim_value > 0 else None for d in dims]
+    header = read_header(path)
+    if not header.inputs:
+        raise XVDeployError(f"{path}: the graph has no tensor input; expected a model that takes an image batch")
+    dims = next(iter(header.inputs.values()))
+    values = [d if d > 0 else None for d in dims]
     fixed_batch = values[0] if values else None
     if len(values) == 4 and all(v is not None for v in values[1:]):
-        return tuple(values[1:]), plugin, fixed_batch  # type: ignore[return-value]
-    exported = {p.key: p.value for p in proto.metadata_props}.get("xvdeploy.input_shape")  # written by export
-    if exported:
-        return tuple(int(v) for v in exported.split("x")[1:]), plugin, fixed_batch  # type: ignore[return-value]
-    return None, plugin, fixed_batch
+        return tuple(values[1:]), header.plugin, fixed_batch  # type: ignore[return-value]
+    example = header.example_shape()  # written by export
+    if example and len(example) == 4:
+        return tuple(example[1:]), header.plugin, fixed_batch  # type: ignore[return-value]
+    return None, header.plugin, fixed_batch
 
 
 # -- data -----------------------------------------------------------------------------------------------------
@@ -358,8 +353,6 @@ def _reference(src: Sources) -> tuple[Callable[[np.ndarray], np.ndarray], str]:
             "float32 PyTorch folded form (CPU; the checkpoint holds no training form)"
         return fn, what
     if src.onnx is not None:
-        from xvdeploy.export.onnx_export import ort_session
-
         session = ort_session(src.onnx, plugin=src.plugin)
         name = session.get_inputs()[0].name
         return (lambda x: session.run(None, {name: x})[0]), "onnxruntime CPU fp32 of the ONNX file (no PyTorch model given)"

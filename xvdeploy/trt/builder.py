@@ -17,7 +17,6 @@ input errors come first and the build is never started for a bad request.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import os
 import time
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from typing import Any, Callable, Sequence
 from xvdeploy._version import __version__
 from xvdeploy._lazy import available, require
 from xvdeploy.errors import XVDeployError
+from xvdeploy.export.onnxfile import read_header
 from xvdeploy.trt import require_tensorrt, strongly_typed_only
 from xvdeploy.trt.runtime import current_platform, last_errors, make_logger, register_pssa_plugin
 from xvdeploy.trt.shapes import DeclaredShape, Profile, check_profiles, format_shape, profiles_as_json
@@ -82,46 +82,7 @@ class OnnxParseError(XVDeployError):
 # -- checks that need no TensorRT ---------------------------------------------------------------------
 def read_onnx_inputs(onnx_path: Path) -> dict[str, DeclaredShape]:
     """Graph inputs (initializers excluded) and their dimensions, ``-1`` where dynamic."""
-    return dict(_read_header(onnx_path)[0])
-
-
-def read_onnx_metadata(onnx_path: Path) -> dict[str, str]:
-    """The model's ``metadata_props``."""
-    return dict(_read_header(onnx_path)[1])
-
-
-def _read_header(onnx_path: Path) -> tuple[dict[str, DeclaredShape], dict[str, str]]:
-    st = Path(onnx_path).stat()
-    try:
-        return _onnx_header(str(Path(onnx_path).resolve()), st.st_mtime_ns, st.st_size)
-    except _NotOnnx as exc:  # named here with the user's own path
-        raise XVDeployError(f"{onnx_path} is not an ONNX model ({exc}); "
-                            "expected a .onnx file such as 'xvdeploy export' writes") from None
-
-
-class _NotOnnx(Exception):
-    pass
-
-
-@functools.lru_cache(maxsize=4)
-def _onnx_header(path: str, _mtime_ns: int, _size: int) -> tuple[dict[str, DeclaredShape], dict[str, str]]:
-    """Inputs and metadata of one ONNX file, parsed once per file version (a ResNet-50 is ~100 MB
-    of protobuf); raises :class:`_NotOnnx` with the reason otherwise (failures are not cached)."""
-    onnx = require("onnx", "Reading the model's inputs")
-    try:
-        model = onnx.load(path, load_external_data=False)
-    except Exception as exc:  # protobuf raises DecodeError and friends
-        raise _NotOnnx(type(exc).__name__) from None
-    if not model.opset_import or not model.graph.node:
-        raise _NotOnnx("no opset or no nodes")
-    initializers = {init.name for init in model.graph.initializer}
-    inputs: dict[str, DeclaredShape] = {}
-    for vi in model.graph.input:
-        if vi.name in initializers or not vi.type.HasField("tensor_type"):
-            continue
-        dims = vi.type.tensor_type.shape.dim
-        inputs[vi.name] = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in dims)
-    return inputs, {p.key: p.value for p in model.metadata_props}
+    return dict(read_header(onnx_path).inputs)
 
 
 def check_build_request(onnx_path: Path, plan_path: Path, settings: BuildSettings,
@@ -169,11 +130,10 @@ def default_profiles(onnx_path: Path, inputs: dict[str, DeclaredShape]) -> tuple
     """
     from xvdeploy.trt.shapes import ShapeRange
 
-    example = read_onnx_metadata(onnx_path).get("xvdeploy.input_shape")
-    if not example or len(inputs) != 1:
+    opt = read_header(onnx_path).example_shape()
+    if not opt or len(inputs) != 1:
         return ()
     name, declared = next(iter(inputs.items()))
-    opt = tuple(int(v) for v in example.split("x"))
     if len(opt) != len(declared):
         return ()
     lo = tuple(1 if (axis == 0 and d < 0) else o for axis, (d, o) in enumerate(zip(declared, opt)))

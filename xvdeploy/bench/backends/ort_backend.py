@@ -9,6 +9,7 @@ import numpy as np
 
 from xvdeploy._lazy import available
 from xvdeploy.bench.backends.base import BackendUnavailable, Runner, RunnerSpec
+from xvdeploy.export.onnxfile import ort_session
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 
@@ -47,8 +48,6 @@ class OrtRunner(Runner):
         self.plugin = plugin
 
     def activate_impl(self) -> None:
-        import onnxruntime as ort
-
         path = self.onnx_path
         self._tmp = None
         self.binding = self.x = None
@@ -58,10 +57,6 @@ class OrtRunner(Runner):
             self._tmp = tempfile.TemporaryDirectory(prefix="xvdeploy-fp16-")
             path = Path(self._tmp.name) / "fp16.onnx"
             convert_file_to_fp16(self.onnx_path, path)
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3
-        if self.threads:
-            opts.intra_op_num_threads = self.threads
         if self.spec.device == "cuda":
             # The CUDA provider enables TF32 by default; fp32 means fp32. (onnxruntime's cuDNN-frontend
             # convolutions may ignore use_tf32 and follow NVIDIA_TF32_OVERRIDE=0 instead, which cuDNN reads
@@ -70,12 +65,7 @@ class OrtRunner(Runner):
             providers: list = [(PROVIDERS["cuda"], {"device_id": "0", "use_tf32": "0"})]
         else:
             providers = [PROVIDERS[self.spec.device]]
-        if self.plugin:
-            from xvdeploy.plugins.onnx_node import make_session
-
-            self.session = make_session(str(path), opts, providers=providers)
-        else:
-            self.session = ort.InferenceSession(str(path), opts, providers=providers)
+        self.session = ort_session(path, providers, threads=self.threads, plugin=self.plugin)
         used = self.session.get_providers()
         if not used or used[0] != PROVIDERS[self.spec.device]:
             # onnxruntime falls back to the CPU quietly when a provider cannot start (e.g. cuDNN missing)
