@@ -16,6 +16,7 @@ _EXTRAS = {
     "onnxscript": ("onnx", "ONNX export"),
     "onnxruntime": ("onnx", "The onnxruntime backend"),
     "onnxruntime_extensions": ("onnx", "The PSSA custom ONNX op in onnxruntime"),
+    "onnxconverter_common": ("onnx", "FP16 ONNX conversion"),
     "tensorrt": ("gpu", "TensorRT"),
     "triton": ("gpu", "The Triton PSSA kernel"),
     "matplotlib": ("bench", "Plotting"),

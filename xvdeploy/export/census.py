@@ -1,8 +1,8 @@
 """Op census of an ONNX graph and its difference against a plain-convolution twin.
 
-The census is the plug-and-play proof (DESIGN §1.2): an X-volution network's
-graph differs from the same network with plain convolutions only by standard
-ops (Pad, Mul, Concat).
+The census is the plug-and-play proof: an X-volution network's graph differs
+from the same network with plain convolutions only by standard ops (Pad, Mul,
+Concat); see docs/design.md (plug-and-play export).
 """
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from xvdeploy._lazy import require
 from xvdeploy.ops.base import FoldedOp
 
 DEFAULT_DOMAINS = ("", "ai.onnx")
@@ -30,7 +31,7 @@ class OpCount:
 
 def iter_nodes(graph):
     """Every node of ``graph`` and of its subgraphs (If/Loop/Scan bodies)."""
-    import onnx
+    onnx = require("onnx", "Reading ONNX graphs")
 
     for node in graph.node:
         yield node

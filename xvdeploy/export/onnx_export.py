@@ -9,6 +9,7 @@ convolutions) and a static TensorRT compatibility check.
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import logging
 import os
@@ -24,8 +25,13 @@ from torch import nn
 from xvdeploy._lazy import require
 from xvdeploy.errors import ParityError, XVDeployError, first_line
 from xvdeploy.export.census import OpCount, census, census_diff, non_standard, plain_counterpart
+from xvdeploy.export.trt_compat import check_trt_compat
 from xvdeploy.fileio import atomic_path, check_output_path
-from xvdeploy.ops.xvolution import XVolutionFolded
+from xvdeploy.folding import use_pssa_plugin
+from xvdeploy.folding.check import rel_l2
+from xvdeploy.format import format_table
+from xvdeploy.ops.xvolution import XVolution, XVolutionFolded
+from xvdeploy.plugins.onnx_node import custom_translation_table, make_session
 
 MIN_OPSET = 19  # Pad mode="wrap"
 MAX_OPSET = 23
@@ -80,8 +86,6 @@ class ExportReport:
         return d
 
     def format_lines(self) -> list[str]:
-        from xvdeploy.format import format_table
-
         dyn = ", ".join(self.dynamic_axes) or "none (static)"
         lines = [f"ONNX opset {self.opset}, {self.nodes} nodes, input {INPUT_NAME} "
                  f"{'x'.join(map(str, self.input_shape))}, dynamic axes: {dyn}"]
@@ -219,8 +223,6 @@ def ort_session(path_or_bytes, providers: list[str] | None = None, plugin: bool 
     if plugin is None:
         plugin = not isinstance(path_or_bytes, bytes) and has_plugin_nodes(path_or_bytes)
     if plugin:
-        from xvdeploy.plugins.onnx_node import make_session
-
         return make_session(str(path_or_bytes))
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
@@ -230,8 +232,6 @@ def ort_session(path_or_bytes, providers: list[str] | None = None, plugin: bool 
 
 def parity_check(model: nn.Module, session, shapes: list[tuple[int, ...]], seed: int = 0) -> list[ParityResult]:
     """onnxruntime vs PyTorch (float32) at each shape."""
-    from xvdeploy.folding.check import rel_l2
-
     results = []
     for i, shape in enumerate(shapes):
         x = np.random.default_rng(seed + i).standard_normal(shape, dtype=np.float32)
@@ -256,93 +256,145 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, input_shape: tuple[in
     Nothing is written unless every check passes (``force=True`` writes anyway
     and says so in the report). Raises :class:`ParityError` (exit code 1) on a
     parity failure and :class:`XVDeployError` for bad input.
+
+    The phases, in order: validate the arguments, prepare the model (the PSSA
+    plugin swap), trace and export, finalise the graph (axis names, IR
+    version, metadata, optional simplification), ``onnx.checker``, the op
+    census (and its plain-convolution twin), the static TensorRT check, the
+    onnxruntime parity gate; all inside one atomic write.
     """
-    onnx = require("onnx", "ONNX export")
+    require("onnx", "ONNX export")
     require("onnxscript", "ONNX export")
     path = check_output_path(path, *inputs_to_protect)
     input_shape = tuple(int(d) for d in input_shape)
     model = model.eval()
+    _validate(model, input_shape, opset)
+    export_model, translation_table = _prepare(model, pssa_plugin)
+    x = torch.zeros(input_shape, dtype=_dtype(model))
+    dynamic = resolve_dynamic(dynamic)
+    notes: list[str] = []
+    with atomic_path(path) as tmp:  # renamed into place only if every phase below passes
+        dynamic = _trace(export_model, x, tmp, opset, dynamic, translation_table, notes)
+        proto, dynamic_axes = _finalise_file(tmp, input_shape, dynamic, metadata, simplify, notes)
+        _run_checker(tmp)
+        report = ExportReport(str(path), input_shape, dynamic_axes, opset, pssa_plugin, len(proto.graph.node),
+                              census(proto), notes=notes)
+        if compare_plain:
+            _compare_plain(report, model, x)
+        _check_trt(report, proto)
+        if check:
+            _parity_gate(report, model, tmp, force)
+    report.written = True
+    return report
+
+
+def _validate(model: nn.Module, input_shape: tuple[int, ...], opset: int) -> None:
+    """Phase 1: the opset is supported (and new enough for wrap padding); the network takes ``input_shape``."""
     if not isinstance(opset, int) or opset > MAX_OPSET:
         raise XVDeployError(f"--opset {opset} is not supported; expected {MIN_OPSET}..{MAX_OPSET}")
     if opset < MIN_OPSET and uses_wrap_padding(model):
         raise XVDeployError(f"--opset {opset} is too old: the PSSA step uses Pad mode=wrap, which needs opset ≥ {MIN_OPSET}")
     check_input_shape(model, input_shape)
-    translation_table = None
-    export_model = model
-    if pssa_plugin:
-        import copy
 
-        from xvdeploy.folding import use_pssa_plugin
-        from xvdeploy.plugins.onnx_node import custom_translation_table
 
-        export_model = copy.deepcopy(model)
-        if not use_pssa_plugin(export_model):
-            from xvdeploy.ops.xvolution import XVolution
+def _prepare(model: nn.Module, pssa_plugin: bool) -> tuple[nn.Module, dict | None]:
+    """Phase 2: the model to trace and the translation table; with ``pssa_plugin`` a copy whose PSSA steps are custom ops."""
+    if not pssa_plugin:
+        return model, None
+    export_model = copy.deepcopy(model)
+    if not use_pssa_plugin(export_model):
+        why = ("the training form is exported (--no-fold): fold it to get PSSA steps"
+               if any(isinstance(m, XVolution) for m in model.modules()) else "the network has no X-volution block")
+        raise XVDeployError(f"--pssa-plugin: no PSSA step to replace ({why})")
+    return export_model, custom_translation_table()
 
-            why = ("the training form is exported (--no-fold): fold it to get PSSA steps"
-                   if any(isinstance(m, XVolution) for m in model.modules()) else "the network has no X-volution block")
-            raise XVDeployError(f"--pssa-plugin: no PSSA step to replace ({why})")
-        translation_table = custom_translation_table()
-    x = torch.zeros(input_shape, dtype=_dtype(model))
-    dynamic = resolve_dynamic(dynamic)
-    notes: list[str] = []
+
+def _trace(export_model: nn.Module, x: torch.Tensor, tmp: Path, opset: int, dynamic: tuple[str, ...],
+           translation_table: dict | None, notes: list[str]) -> tuple[str, ...]:
+    """Phase 3: ``torch.onnx.export`` to ``tmp``; if dynamic shapes fail, once more static (said in ``notes``).
+
+    Returns the dynamic axes asked of the exporter (``()`` after the fallback).
+    """
     # torch.export specialises sizes 0 and 1: a batch-1 example would fix the batch wherever the graph
     # reshapes by it (the output then reads 1×K while the input says batch). Trace a dynamic batch at ≥ 2.
     x_trace = x
-    if "batch" in dynamic and input_shape[0] < 2:
-        x_trace = torch.zeros((2, *input_shape[1:]), dtype=x.dtype)
-    with atomic_path(path) as tmp:
+    if "batch" in dynamic and x.shape[0] < 2:
+        x_trace = torch.zeros((2, *x.shape[1:]), dtype=x.dtype)
+    try:
+        _torch_export(export_model, x_trace, tmp, opset, dynamic, translation_table)
+    except Exception as exc:
+        if not dynamic:
+            raise XVDeployError(f"torch.onnx.export failed: {_summary(exc)}", exit_code=1) from None
+        notes.append(f"dynamic shapes failed ({_summary(exc)}); exported with a static shape")
+        dynamic = ()
         try:
-            _torch_export(export_model, x_trace, tmp, opset, dynamic, translation_table)
-        except Exception as exc:
-            if not dynamic:
-                raise XVDeployError(f"torch.onnx.export failed: {_summary(exc)}", exit_code=1) from None
-            notes.append(f"dynamic shapes failed ({_summary(exc)}); exported with a static shape")
-            dynamic = ()
-            try:
-                _torch_export(export_model, x, tmp, opset, dynamic, translation_table)
-            except Exception as exc2:
-                raise XVDeployError(f"torch.onnx.export failed: {_summary(exc2)}", exit_code=1) from None
-        proto = onnx.load(str(tmp))
-        meta = {"xvdeploy.input_shape": "x".join(map(str, input_shape)), **(metadata or {})}
-        dynamic_axes = _finalise(proto, meta)
-        static = [a for a in dynamic if a not in dynamic_axes]
-        out_dims = proto.graph.output[0].type.tensor_type.shape.dim
-        if "batch" in dynamic_axes and out_dims and not out_dims[0].dim_param:
-            notes.append("note: the output's batch axis came out fixed although the input's is dynamic")
-        if static:
-            notes.append(f"note: the network fixes {', '.join(static)} (torch.export specialised it); "
-                         "those axes are static in the graph")
-        if simplify:
-            proto = _simplify(proto)
-        onnx.save(proto, str(tmp))
-        try:
-            onnx.checker.check_model(str(tmp), full_check=True)
-        except Exception as exc:
-            raise XVDeployError(f"exported graph fails onnx.checker: {_summary(exc)}", exit_code=1) from None
-        counts = census(proto)
-        report = ExportReport(str(path), input_shape, dynamic_axes, opset, pssa_plugin, len(proto.graph.node), counts,
-                              notes=notes)
-        if compare_plain:
-            report.plain_census = _plain_census(model, x, opset)
-            diff = census_diff(counts, report.plain_census)
-            report.extra_ops, report.missing_ops = diff["extra"], diff["missing"]
-        from xvdeploy.export.trt_compat import check_trt_compat
+            _torch_export(export_model, x, tmp, opset, dynamic, translation_table)
+        except Exception as exc2:
+            raise XVDeployError(f"torch.onnx.export failed: {_summary(exc2)}", exit_code=1) from None
+    return dynamic
 
-        trt = check_trt_compat(proto)
-        report.trt, report.trt_lines = trt.to_dict(), trt.format_lines(show_ok=False)
-        if check:
-            index = {v: k for k, v in AXIS_NAMES.items()}
-            dyn = {index[a]: a for a in dynamic_axes}
-            session = ort_session(tmp, plugin=pssa_plugin)
-            report.parity = parity_check(model, session, [input_shape, second_shape(input_shape, dyn)])
-            if not report.parity_ok and not force:
-                raise ParityError("onnxruntime output differs from PyTorch: " + "; ".join(
-                    f"{'x'.join(map(str, p.shape))} rel-L2 {p.rel_l2:.2e}" for p in report.parity if not p.ok)
-                    + f" (limit {PARITY_TOLERANCE:g}); nothing written (use --force to write anyway)")
-            report.forced = not report.parity_ok
-    report.written = True
-    return report
+
+def _finalise_file(tmp: Path, input_shape: tuple[int, ...], dynamic: tuple[str, ...], metadata: dict[str, str] | None,
+                   simplify: bool, notes: list[str]) -> tuple[object, list[str]]:
+    """Phase 4: name the dynamic axes, pin the IR version, add metadata, optionally simplify; save back to ``tmp``.
+
+    Returns the model proto and the axes that came out dynamic; axes the
+    network fixed are said in ``notes``.
+    """
+    onnx = require("onnx", "ONNX export")
+    proto = onnx.load(str(tmp))
+    meta = {"xvdeploy.input_shape": "x".join(map(str, input_shape)), **(metadata or {})}
+    dynamic_axes = _finalise(proto, meta)
+    static = [a for a in dynamic if a not in dynamic_axes]
+    out_dims = proto.graph.output[0].type.tensor_type.shape.dim
+    if "batch" in dynamic_axes and out_dims and not out_dims[0].dim_param:
+        notes.append("note: the output's batch axis came out fixed although the input's is dynamic")
+    if static:
+        notes.append(f"note: the network fixes {', '.join(static)} (torch.export specialised it); "
+                     "those axes are static in the graph")
+    if simplify:
+        proto = _simplify(proto)
+    onnx.save(proto, str(tmp))
+    return proto, dynamic_axes
+
+
+def _run_checker(tmp: Path) -> None:
+    """Phase 5: ``onnx.checker`` with ``full_check`` (shape inference included)."""
+    onnx = require("onnx", "ONNX export")
+    try:
+        onnx.checker.check_model(str(tmp), full_check=True)
+    except Exception as exc:
+        raise XVDeployError(f"exported graph fails onnx.checker: {_summary(exc)}", exit_code=1) from None
+
+
+def _compare_plain(report: ExportReport, model: nn.Module, x: torch.Tensor) -> None:
+    """Phase 6: the census of the same network with plain convolutions, and the op types that differ."""
+    report.plain_census = _plain_census(model, x, report.opset)
+    diff = census_diff(report.census, report.plain_census)
+    report.extra_ops, report.missing_ops = diff["extra"], diff["missing"]
+
+
+def _check_trt(report: ExportReport, proto) -> None:
+    """Phase 7: the static TensorRT ONNX-parser check (:mod:`xvdeploy.export.trt_compat`)."""
+    trt = check_trt_compat(proto)
+    report.trt, report.trt_lines = trt.to_dict(), trt.format_lines(show_ok=False)
+
+
+def _parity_gate(report: ExportReport, model: nn.Module, tmp: Path, force: bool) -> None:
+    """Phase 8: onnxruntime vs PyTorch at the input shape and one more inside the dynamic ranges.
+
+    A failure raises :class:`ParityError` (nothing is written) unless ``force``,
+    which writes anyway and marks the report ``forced``.
+    """
+    index = {v: k for k, v in AXIS_NAMES.items()}
+    dyn = {index[a]: a for a in report.dynamic_axes}
+    session = ort_session(tmp, plugin=report.pssa_plugin)
+    report.parity = parity_check(model, session, [report.input_shape, second_shape(report.input_shape, dyn)])
+    if not report.parity_ok and not force:
+        raise ParityError("onnxruntime output differs from PyTorch: " + "; ".join(
+            f"{'x'.join(map(str, p.shape))} rel-L2 {p.rel_l2:.2e}" for p in report.parity if not p.ok)
+            + f" (limit {PARITY_TOLERANCE:g}); nothing written (use --force to write anyway)")
+    report.forced = not report.parity_ok
 
 
 def _plain_census(model: nn.Module, x: torch.Tensor, opset: int) -> list[OpCount]:

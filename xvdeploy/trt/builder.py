@@ -256,7 +256,7 @@ def _save_timing_cache(config: Any, path: Path, say: Progress) -> None:
 
 def _parse(parser: Any, logger: Any, onnx_path: Path, fp16_graph: bool, say: Progress) -> None:
     if fp16_graph:
-        from xvdeploy.trt.fp16 import convert_model_to_fp16
+        from xvdeploy.export.fp16 import convert_model_to_fp16
 
         onnx = require("onnx", "FP16 conversion")
         say("converting the ONNX graph to float16 (TensorRT 11 networks are strongly typed)")

@@ -52,7 +52,7 @@ class OrtRunner(Runner):
         self._tmp = None
         self.binding = self.x = None
         if self.spec.precision == "fp16":
-            from xvdeploy.trt.fp16 import convert_file_to_fp16
+            from xvdeploy.export.fp16 import convert_file_to_fp16
 
             self._tmp = tempfile.TemporaryDirectory(prefix="xvdeploy-fp16-")
             path = Path(self._tmp.name) / "fp16.onnx"

@@ -1,4 +1,4 @@
-"""FP16 ONNX for TensorRT 11, whose networks are always strongly typed.
+"""FP16 ONNX conversion (for TensorRT 11, whose networks are always strongly typed, and onnxruntime).
 
 TensorRT 11 removed ``BuilderFlag.FP16``: a tensor runs in the type the ONNX
 graph gives it. FP16 therefore means converting the graph's float tensors,
@@ -29,9 +29,7 @@ from typing import Iterable
 
 from xvdeploy._lazy import require
 from xvdeploy.errors import XVDeployError
-
-#: pip name of the converter.
-CONVERTER_PACKAGE = "onnxconverter-common"
+from xvdeploy.fileio import atomic_path
 
 #: Ops kept in float32 in an FP16 graph (besides the converter's DEFAULT_OP_BLOCK_LIST).
 FP32_OPS: tuple[str, ...] = (
@@ -53,14 +51,8 @@ FP16_MIN_SUBNORMAL = 2.0 ** -24  # 5.96e-08
 
 
 def _converter():
-    try:
-        from onnxconverter_common import float16  # type: ignore[import-not-found]
-    except ImportError as exc:
-        raise XVDeployError(
-            f"FP16 engines on TensorRT 11 need the '{CONVERTER_PACKAGE}' package to convert the ONNX graph to "
-            f"float16; install it with: pip install {CONVERTER_PACKAGE}"
-        ) from exc
-    return float16
+    """onnxconverter-common's ``float16`` module (a missing package names the extra to install)."""
+    return require("onnxconverter_common.float16", "FP16 ONNX conversion")
 
 
 def _retarget_float_casts(graph, blocked_ops: set[str], FLOAT: int, FLOAT16: int) -> None:
@@ -218,8 +210,6 @@ def check_typed(model) -> None:
 def convert_file_to_fp16(src, dst, keep_fp32_ops: Iterable[str] | None = None) -> None:
     """Convert the ONNX file ``src`` to a float16 ONNX file ``dst`` (weights stored inline)."""
     onnx = require("onnx", "FP16 conversion")
-    from xvdeploy.fileio import atomic_path
-
     converted = convert_model_to_fp16(onnx.load(str(src)), keep_fp32_ops)
     with atomic_path(dst) as tmp:
         onnx.save(converted, str(tmp))

@@ -1,5 +1,7 @@
-"""FP16 ONNX conversion for TensorRT 11 (strongly typed networks): checked, then run in onnxruntime."""
+"""FP16 ONNX conversion (TensorRT 11 networks are strongly typed): checked, then run in onnxruntime."""
 from __future__ import annotations
+
+import sys
 
 import numpy as np
 import pytest
@@ -10,8 +12,8 @@ pytest.importorskip("onnxconverter_common")
 
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-from xvdeploy.errors import XVDeployError  # noqa: E402
-from xvdeploy.trt.fp16 import convert_file_to_fp16, convert_model_to_fp16  # noqa: E402
+from xvdeploy.errors import MissingDependencyError, XVDeployError  # noqa: E402
+from xvdeploy.export.fp16 import convert_file_to_fp16, convert_model_to_fp16  # noqa: E402
 
 FP16_REL_L2 = 1e-2
 
@@ -181,3 +183,10 @@ def test_convert_file(tmp_path, tiny_onnx):
     x = np.random.default_rng(2).standard_normal((1, 3, 16, 16)).astype(np.float32)
     check_and_compare(onnx.load(str(tiny_onnx)), converted, x)
     assert not list(tmp_path.glob(".*.tmp"))  # the atomic write left nothing behind
+
+
+def test_missing_converter_names_the_extra(monkeypatch, make_conv_net):
+    for name in ("onnxconverter_common", "onnxconverter_common.float16"):
+        monkeypatch.setitem(sys.modules, name, None)  # any import of it now raises ImportError
+    with pytest.raises(MissingDependencyError, match=r"onnxconverter_common.*pip install 'xvdeploy\[onnx\]'"):
+        convert_model_to_fp16(make_conv_net())
