@@ -20,8 +20,6 @@ docs/benchmarks.md between ``<!-- gpu:begin -->`` and ``<!-- gpu:end -->``.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import statistics
 import sys
 from pathlib import Path
@@ -31,9 +29,11 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.docblock import DOC, write_block, write_json  # noqa: E402
 from xvdeploy import zoo  # noqa: E402
 from xvdeploy.bench.environment import environment  # noqa: E402
 from xvdeploy.folding import fold, use_pssa_plugin  # noqa: E402
+from xvdeploy.format import markdown_table  # noqa: E402
 from xvdeploy.ops.pssa import ShiftKernel, default_shifts, pssa_depthwise, pssa_transform  # noqa: E402
 
 BEGIN, END = "<!-- gpu:begin -->", "<!-- gpu:end -->"
@@ -112,10 +112,10 @@ def bandwidth(quick: bool) -> tuple[list[str], dict]:
         data[key] = {"shape": list(x.shape), "bytes": nbytes, "ms": times}
         for name, ms in times.items():
             gbs = nbytes / ms / 1e6
-            rows.append(f"| {key} | {'x'.join(map(str, x.shape))} | {name} | {ms:.3f} | {gbs:,.0f} | {gbs / copy_gbs:.0%} |")
+            rows.append([key, "x".join(map(str, x.shape)), name, f"{ms:.3f}", f"{gbs:,.0f}", f"{gbs / copy_gbs:.0%}"])
         data[key]["kernel_fraction_of_copy"] = times["copy (dst.copy_(x))"] / times["Triton fused kernel"]
-    lines = ["| dtype | input | formulation | median ms | GB/s (X read + T written) | of copy bandwidth |",
-             "|---|---|---|---|---|---|"] + rows
+    lines = markdown_table(["dtype", "input", "formulation", "median ms", "GB/s (X read + T written)",
+                            "of copy bandwidth"], rows).splitlines()
     verdict = all(v["kernel_fraction_of_copy"] >= 0.8 for v in data.values())
     lines.append("")
     fractions = ", ".join(f"{k} {v['kernel_fraction_of_copy']:.0%}" for k, v in data.items())
@@ -141,7 +141,7 @@ def network_with_op(quick: bool) -> list[str]:
 def torch_section(quick: bool) -> list[str]:
     from xvdeploy.bench.core import BenchConfig, run_bench
 
-    lines = ["| model | form | precision | mode | batch | p50 ms | items/s | rel-L2 | status |", "|---|---|---|---|---|---|---|---|---|"]
+    rows, ratio_rows = [], []
     p50: dict[tuple, float] = {}
     modes = [("eager", False, False), ("compile", True, False), ("cuda graphs", False, True)]
     precisions = ["fp32", "fp16"] if quick else ["fp32", "tf32", "fp16", "bf16"]
@@ -152,12 +152,10 @@ def torch_section(quick: bool) -> list[str]:
                               compile=comp, cuda_graphs=graphs)
             for r in run_bench(cfg).results:
                 p50[(name, r.form, r.precision, mode, r.batch)] = r.latency_ms["p50"]
-                lines.append(f"| {name} | {r.form} | {r.precision} | {mode} | {r.batch} | {r.latency_ms['p50']:.3f} | "
-                             f"{r.throughput:,.0f} | {r.parity['rel_l2']:.1e} | {r.status} |")
+                rows.append([name, r.form, r.precision, mode, r.batch, f"{r.latency_ms['p50']:.3f}",
+                             f"{r.throughput:,.0f}", f"{r.parity['rel_l2']:.1e}", r.status])
     macs = {n: zoo.count_macs(fold(zoo.create(n).eval()), (1, 3, 224, 224)) for n in ("resnet50", "xv_resnet50_s3")}
     mac_ratio = macs["xv_resnet50_s3"] / macs["resnet50"]
-    lines += ["", f"MAC ratio xv_resnet50_s3 / resnet50 (folded): {mac_ratio:.3f}", "",
-              "| precision | mode | batch | latency ratio (folded) | vs MAC ratio | folded ≤ unfolded |", "|---|---|---|---|---|---|"]
     for (name, form, prec, mode, batch), ms in sorted(p50.items()):
         if name != "xv_resnet50_s3" or form != "folded":
             continue
@@ -165,17 +163,21 @@ def torch_section(quick: bool) -> list[str]:
         unfolded = p50.get(("xv_resnet50_s3", "train", prec, mode, batch))
         if base:
             ratio = ms / base
-            lines.append(f"| {prec} | {mode} | {batch} | {ratio:.3f} | {ratio / mac_ratio - 1:+.1%} | "
-                         f"{'yes' if unfolded is None or ms <= unfolded else 'no'} |")
-    return lines
+            ratio_rows.append([prec, mode, batch, f"{ratio:.3f}", f"{ratio / mac_ratio - 1:+.1%}",
+                               "yes" if unfolded is None or ms <= unfolded else "no"])
+    return (markdown_table(["model", "form", "precision", "mode", "batch", "p50 ms", "items/s", "rel-L2", "status"],
+                           rows).splitlines()
+            + ["", f"MAC ratio xv_resnet50_s3 / resnet50 (folded): {mac_ratio:.3f}", ""]
+            + markdown_table(["precision", "mode", "batch", "latency ratio (folded)", "vs MAC ratio",
+                              "folded ≤ unfolded"], ratio_rows).splitlines())
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("-o", "--output", type=Path, default=ROOT / "docs" / "benchmarks.md")
+    parser.add_argument("-o", "--output", type=Path, default=DOC)
     parser.add_argument("--json", type=Path, default=None)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if not torch.cuda.is_available():
         print("benchmarks/gpu.py needs a CUDA device; none is visible", file=sys.stderr)
         raise SystemExit(2)
@@ -190,16 +192,9 @@ def main() -> None:
     torch_lines = torch_section(args.quick)
     body = "\n".join([BEGIN, "", *header, "", "### PSSA kernel", "", *kernel_lines, "", *bw_lines, "", *net_lines, "",
                       "### torch on GPU: resnet50 vs xv_resnet50_s3", "", *torch_lines, "", END])
-    text = args.output.read_text() if args.output.exists() else "# Benchmarks\n"
-    if BEGIN in text and END in text:
-        text = text[:text.index(BEGIN)] + body + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip() + "\n\n## GPU\n\n" + body + "\n"
-    tmp = args.output.with_suffix(".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, args.output)
+    write_block(args.output, BEGIN, END, body, empty="# Benchmarks\n", append="## GPU\n\n" + body)
     if args.json:
-        args.json.write_text(json.dumps({"environment": env, "bandwidth": bw_data}, indent=2))
+        write_json(args.json, {"environment": env, "bandwidth": bw_data})
     print(body)
 
 
