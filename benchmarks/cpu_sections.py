@@ -26,7 +26,8 @@ from xvdeploy import zoo
 from xvdeploy._lazy import require
 from xvdeploy.bench.core import BenchConfig, run_bench
 from xvdeploy.export.census import census
-from xvdeploy.export.onnx_export import export_onnx, ort_session
+from xvdeploy.export.onnx_export import export_onnx
+from xvdeploy.export.onnxfile import ort_session
 from xvdeploy.folding import fold
 from xvdeploy.loading import load_model_source
 from xvdeploy.models.resnet import Bottleneck, ResNet

@@ -175,7 +175,7 @@ def test_pssa_plugin_export_one_custom_node_per_step_and_bench(tmp_path, digits_
     assert not {"Pad", "Mul"} & {n.op_type for n in proto.graph.node}  # the rest stays standard
     attrs = {a.name: onnx.helper.get_attribute_value(a) for a in custom[0].attribute}
     assert attrs["plugin_namespace"] == b"xvdeploy" and list(attrs["shifts"])[:2] == [-1, -1]
-    from xvdeploy.export.onnx_export import ort_session
+    from xvdeploy.export.onnxfile import ort_session
 
     x = np.random.default_rng(0).standard_normal((5, 1, 8, 8), dtype=np.float32)
     y_std = ort_session(std).run(None, {"input": x})[0]

@@ -45,6 +45,7 @@ def export(source: str, output: Path, input_shape: str | None, dynamic: str, sta
     from xvdeploy.checkpoint import model_form
     from xvdeploy.errors import XVDeployError
     from xvdeploy.export import export_onnx
+    from xvdeploy.export.onnxfile import META_ARCH, META_FORM
     from xvdeploy.fileio import check_output_path, write_text_atomic
     from xvdeploy.folding import fold
 
@@ -60,7 +61,7 @@ def export(source: str, output: Path, input_shape: str | None, dynamic: str, sta
         model = fold(model)
     report = export_onnx(model, output, shape, dynamic=False if static else dynamic, opset=opset, check=check,
                          pssa_plugin=pssa_plugin, compare_plain=compare, simplify=simplify, force=force,
-                         metadata={"xvdeploy.arch": arch_name or "", "xvdeploy.form": model_form(model)},
+                         metadata={META_ARCH: arch_name or "", META_FORM: model_form(model)},
                          inputs_to_protect=(source_path,))
     for line in report.format_lines():
         click.echo(line)

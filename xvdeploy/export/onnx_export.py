@@ -26,12 +26,13 @@ from xvdeploy._lazy import require
 from xvdeploy.errors import ParityError, XVDeployError, first_line
 from xvdeploy.export.census import OpCount, census, census_diff, non_standard, plain_counterpart
 from xvdeploy.export.trt_compat import check_trt_compat
+from xvdeploy.export.onnxfile import META_INPUT_SHAPE, ort_session
 from xvdeploy.fileio import atomic_path, check_output_path
 from xvdeploy.folding import use_pssa_plugin
 from xvdeploy.folding.check import rel_l2
 from xvdeploy.format import format_table
 from xvdeploy.ops.xvolution import XVolution, XVolutionFolded
-from xvdeploy.plugins.onnx_node import custom_translation_table, make_session
+from xvdeploy.plugins.onnx_node import custom_translation_table
 
 MIN_OPSET = 19  # Pad mode="wrap"
 MAX_OPSET = 23
@@ -207,29 +208,6 @@ def _finalise(proto, metadata: dict[str, str]) -> list[str]:
     return [AXIS_NAMES[i] for i, d in enumerate(dims) if d.dim_param and i in AXIS_NAMES]
 
 
-def has_plugin_nodes(model) -> bool:
-    """Whether an ONNX model (a ModelProto or a path) holds custom PSSA nodes (``export --pssa-plugin``)."""
-    if isinstance(model, (str, os.PathLike)):
-        model = require("onnx", "Reading ONNX files").load(str(model), load_external_data=False)
-    return any(c.op_type.startswith("PSSA") for c in non_standard(census(model)))
-
-
-def ort_session(path_or_bytes, providers: list[str] | None = None, plugin: bool | None = None):
-    """An onnxruntime session (CPU by default); graphs with PSSA nodes get the extensions' custom op.
-
-    ``plugin`` says whether the graph holds PSSA nodes; None reads the file to find out.
-    """
-    ort = require("onnxruntime", "The onnxruntime backend")
-    if plugin is None:
-        plugin = not isinstance(path_or_bytes, bytes) and has_plugin_nodes(path_or_bytes)
-    if plugin:
-        return make_session(str(path_or_bytes))
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    return ort.InferenceSession(path_or_bytes if isinstance(path_or_bytes, bytes) else str(path_or_bytes),
-                                opts, providers=providers or ["CPUExecutionProvider"])
-
-
 def parity_check(model: nn.Module, session, shapes: list[tuple[int, ...]], seed: int = 0) -> list[ParityResult]:
     """onnxruntime vs PyTorch (float32) at each shape."""
     results = []
@@ -343,7 +321,7 @@ def _finalise_file(tmp: Path, input_shape: tuple[int, ...], dynamic: tuple[str, 
     """
     onnx = require("onnx", "ONNX export")
     proto = onnx.load(str(tmp))
-    meta = {"xvdeploy.input_shape": "x".join(map(str, input_shape)), **(metadata or {})}
+    meta = {META_INPUT_SHAPE: "x".join(map(str, input_shape)), **(metadata or {})}
     dynamic_axes = _finalise(proto, meta)
     static = [a for a in dynamic if a not in dynamic_axes]
     out_dims = proto.graph.output[0].type.tensor_type.shape.dim

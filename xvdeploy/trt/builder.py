@@ -9,7 +9,7 @@ profiles, a timing cache) → ``build_serialized_network``.
 
 Precision: ``fp32`` clears ``BuilderFlag.TF32`` (on by default), ``tf32`` sets
 it. ``fp16`` sets ``BuilderFlag.FP16`` on TensorRT 10; TensorRT 11 removed that
-flag, so there the graph itself is converted to float16 (:mod:`xvdeploy.trt.fp16`).
+flag, so there the graph itself is converted to float16 (:mod:`xvdeploy.export.fp16`).
 
 Everything the user can get wrong is checked before TensorRT is imported, so
 input errors come first and the build is never started for a bad request.
