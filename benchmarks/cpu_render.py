@@ -69,7 +69,7 @@ def render_pssa(d: dict, run: dict) -> str:
     md = [
         "### 1. The PSSA step in both formulations (onnxruntime CPU)",
         "",
-        "`T = X ⊙ Σ_s roll_s(X)` over the 8 neighbours at distance 1 (DESIGN §2.1), as a one-op network "
+        "`T = X ⊙ Σ_s roll_s(X)` over the 8 neighbours at distance 1 (docs/design.md, PSSA), as a one-op network "
         "exported with `export_onnx` (torch.onnx dynamo exporter, opset 19, onnxruntime parity checked at two "
         "shapes): the **roll** form (`pssa_transform`, 8 `torch.roll`s) against the **depthwise-shift** form "
         "(`pssa_depthwise`: Pad mode=wrap → depthwise Conv with the fixed one-hot kernel → Mul). "
@@ -143,7 +143,7 @@ def render_resnet(d: dict, run: dict) -> str:
         f"Op types the folded {xv_name} graph adds to {plain_name}'s: {{{', '.join(extra)}}}; "
         f"the unfolded graph adds {{{', '.join(extra_u)}}}.",
         "",
-        "Goals (DESIGN §7, issue 3):",
+        "Goals (docs/design.md, Targets; issue 3):",
         "",
         md_table(["goal", "batch", "measured", "target", "verdict"], goals, "lrlll"),
         "",
@@ -155,7 +155,7 @@ def render_resnet(d: dict, run: dict) -> str:
         "run): the folded module against the training form, interleaved as above, `torch.no_grad()`. For the "
         "X-volution nets the folded form runs the depthwise-shift PSSA and one merged conv, the training form "
         "eight `torch.roll`s, two convs and two BNs; `xvsa_resnet50_s5` and `acmix_resnet50` (random weights, "
-        "seed 0) are folded as DESIGN §2.4/§2.5 describe; `xv_digits` is the shipped trained model at 1×8×8.",
+        "seed 0) are folded as docs/design.md (X-volution(SA), ACmix) describes; `xv_digits` is the shipped trained model at 1×8×8.",
         "",
         md_table(["network", "batch", "unfolded ms", "folded ms", "folded / unfolded", "paired", "runs",
                   "folded ≤ unfolded"], [eager_row(e) for e in d["torch_eager"]], "lrrrrrrl"),
