@@ -69,6 +69,10 @@ from xvdeploy.pssa_contract import (
     shifts_to_str,
 )
 
+#: the old name of :data:`~xvdeploy.pssa_contract.ONNX_DOMAIN` (``export/onnxfile.py`` on main reads it);
+#: an alias, not a copy: new code imports the contract.
+DOMAIN = ONNX_DOMAIN
+
 _state: dict[str, Any] = {}
 
 
