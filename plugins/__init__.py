@@ -1,4 +1,4 @@
-"""The fused PSSA plugin (DESIGN §6): one Triton kernel used three ways.
+"""The fused PSSA plugin (see docs/design.md (PSSA)): one Triton kernel used three ways.
 
 * :mod:`.torch_op` — ``torch.ops.xvdeploy.pssa`` / ``pssa_concat`` custom ops
   (CPU: reference math; CUDA: the Triton kernel; fake impls for
@@ -7,8 +7,10 @@
   ``xvdeploy export --pssa-plugin`` and its onnxruntime-extensions CPU op;
 * :mod:`.trt_plugin` — the TensorRT plugin (``tensorrt.plugin``).
 
-Importing this package needs only torch: triton, onnx, onnxruntime and
-tensorrt are imported when first used.
+All of them follow the one PSSA contract, :mod:`xvdeploy.pssa_contract`
+(modes, shifts, names, channel order, reference math). Importing this package
+needs only torch: triton, onnx, onnxruntime and tensorrt are imported when
+first used.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The Triton kernel of the fused PSSA step (DESIGN §2.1, §6); imported lazily.
+"""The Triton kernel of the fused PSSA step (see docs/design.md (PSSA)); imported lazily.
 
 This module imports :mod:`triton` at the top, so nothing in the package imports
 it before a kernel is launched: ``import xvdeploy.plugins`` stays triton-free

@@ -1,15 +1,17 @@
-"""The custom ONNX node of the PSSA plugin (``xvdeploy export --pssa-plugin``), DESIGN §6.
+"""The custom ONNX node of the PSSA plugin (``xvdeploy export --pssa-plugin``); see docs/design.md (PSSA).
 
-Each PSSA step becomes exactly one node; everything else stays standard ONNX:
+Each PSSA step becomes exactly one node; everything else stays standard ONNX.
+Names and shift forms are those of :mod:`xvdeploy.pssa_contract`:
 
 =================  ==========================================================
 ``op_type``        ``"PSSA"`` ("sum") or ``"PSSAConcat"`` ("concat")
-``domain``         ``"ai.onnx.contrib"`` (:data:`DOMAIN`)
+                   (:data:`~xvdeploy.pssa_contract.OP_TYPES`)
+``domain``         ``"ai.onnx.contrib"`` (:data:`~xvdeploy.pssa_contract.ONNX_DOMAIN`)
 ``shifts``         INTS ``[dy0, dx0, dy1, dx1, …]`` (TensorRT's parser hands
                    INTS to the plugin as an int32 array)
 ``shifts_str``     STRING ``"dy0,dx0,dy1,dx1,…"`` (onnxruntime-extensions
                    Python ops take only int64/float/string attributes)
-``plugin_namespace``  STRING ``"xvdeploy"`` (:data:`PLUGIN_NAMESPACE`)
+``plugin_namespace``  STRING ``"xvdeploy"`` (:data:`~xvdeploy.pssa_contract.PLUGIN_NAMESPACE`)
 ``plugin_version``    STRING ``"1"``
 ``channel_major``  INT 0/1, ``PSSAConcat`` only: output channel ``s·C + c`` (0,
                    the reference order) or ``c·|S| + s`` (1, the folded modules')
@@ -27,12 +29,13 @@ plugin declares (here ``shifts``). An optional INT attribute ``aot`` (see
 implementation.
 
 Export (``torch.onnx.export(..., dynamo=True)``) of a model whose PSSA steps
-call ``torch.ops.xvdeploy.pssa*`` (:func:`plugin_model` makes such a copy of a
-folded model)::
+call ``torch.ops.xvdeploy.pssa*`` (:func:`xvdeploy.folding.use_pssa_plugin`
+switches a folded model's X-volutions to them, in place)::
 
-    from xvdeploy.plugins.onnx_node import custom_translation_table, plugin_model
-    torch.onnx.export(plugin_model(folded), args, dynamo=True,
-                      custom_translation_table=custom_translation_table())
+    from xvdeploy.folding import use_pssa_plugin
+    from xvdeploy.plugins.onnx_node import custom_translation_table
+    use_pssa_plugin(folded)
+    torch.onnx.export(folded, args, dynamo=True, custom_translation_table=custom_translation_table())
 
 Run in onnxruntime (CPU, float32)::
 
@@ -46,16 +49,29 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
+import torch
 
+from xvdeploy._lazy import require
 from xvdeploy.errors import XVDeployError
+from xvdeploy.plugins.torch_op import op_overload
+from xvdeploy.pssa_contract import (
+    MODE_OF_OP_TYPE,
+    ONNX_DOMAIN,
+    ONNX_OPSET_VERSION,
+    OP_TYPES,
+    PLUGIN_NAMESPACE,
+    PLUGIN_VERSION,
+    flat_shifts,
+    op_type,
+    pssa_transform,
+    shift_pairs,
+    shifts_from_str,
+    shifts_to_str,
+)
 
-DOMAIN = "ai.onnx.contrib"
-OPSET_VERSION = 1
-PLUGIN_NAMESPACE = "xvdeploy"
-PLUGIN_VERSION = "1"
-#: mode -> ONNX op_type (= TensorRT plugin name).
-OP_TYPES = {"sum": "PSSA", "concat": "PSSAConcat"}
-_MODE_OF = {v: k for k, v in OP_TYPES.items()}
+#: the old name of :data:`~xvdeploy.pssa_contract.ONNX_DOMAIN` (``export/onnxfile.py`` on main reads it);
+#: an alias, not a copy: new code imports the contract.
+DOMAIN = ONNX_DOMAIN
 
 _state: dict[str, Any] = {}
 
@@ -63,36 +79,12 @@ _state: dict[str, Any] = {}
 # --------------------------------------------------------------------------- attributes
 
 
-def _flat(shifts: Sequence[int] | Sequence[Sequence[int]]) -> list[int]:
-    from xvdeploy.plugins.pssa_triton import flat_shifts
-
-    return list(flat_shifts(shifts))
-
-
-def shifts_to_str(shifts: Sequence[int] | Sequence[Sequence[int]]) -> str:
-    """``[-1, -1, 0, 1]`` → ``"-1,-1,0,1"`` (the ``shifts_str`` attribute)."""
-    return ",".join(str(v) for v in _flat(shifts))
-
-
-def shifts_from_str(text: str) -> list[int]:
-    """Parse a ``shifts_str`` attribute back into the flat list (clear error if malformed)."""
-    if isinstance(text, bytes):
-        text = text.decode()
-    try:
-        values = [int(v) for v in text.split(",")]
-    except ValueError:
-        raise XVDeployError(
-            f"bad PSSA shifts_str attribute {text!r}; expected comma-separated integers 'dy0,dx0,dy1,dx1,...'"
-        ) from None
-    return _flat(values)
-
-
 def node_attributes(shifts: Sequence[int] | Sequence[Sequence[int]], channel_major: bool | None = None) -> dict[str, Any]:
     """The attributes of a PSSA node for ``shifts`` (flat or pairs); ``channel_major`` for ``PSSAConcat``."""
-    flat = _flat(shifts)
+    flat = list(flat_shifts(shifts))
     attrs: dict[str, Any] = {
         "shifts": flat,
-        "shifts_str": ",".join(str(v) for v in flat),
+        "shifts_str": shifts_to_str(flat),
         "plugin_namespace": PLUGIN_NAMESPACE,
         "plugin_version": PLUGIN_VERSION,
     }
@@ -104,17 +96,15 @@ def node_attributes(shifts: Sequence[int] | Sequence[Sequence[int]], channel_maj
 def make_node(inp: str, out: str, shifts: Sequence[int] | Sequence[Sequence[int]], mode: str = "sum",
               name: str | None = None, channel_major: bool = False):
     """An ``onnx.NodeProto`` of the plugin form (for graph surgery and tests)."""
-    import onnx
-
-    if mode not in OP_TYPES:
-        raise XVDeployError(f"unknown PSSA mode {mode!r}; expected one of {', '.join(OP_TYPES)}")
+    kind = op_type(mode)
+    onnx = require("onnx", "ONNX export")
     attrs = node_attributes(shifts, channel_major if mode == "concat" else None)
-    return onnx.helper.make_node(OP_TYPES[mode], [inp], [out], name=name, domain=DOMAIN, **attrs)
+    return onnx.helper.make_node(kind, [inp], [out], name=name, domain=ONNX_DOMAIN, **attrs)
 
 
 def is_plugin_node(node) -> bool:
     """Whether an ``onnx.NodeProto`` is a PSSA plugin node."""
-    return node.op_type in _MODE_OF and node.domain == DOMAIN
+    return node.op_type in MODE_OF_OP_TYPE and node.domain == ONNX_DOMAIN
 
 
 def plugin_nodes(model) -> list:
@@ -129,8 +119,7 @@ def mark_aot(model, aot: bool | None = True):
     (the engine runs without Python), 0 → the JIT (Python) one; without it the
     network's ``PREFER_AOT/JIT_PYTHON_PLUGINS`` flag decides.
     """
-    import onnx
-
+    onnx = require("onnx", "ONNX export")
     for node in plugin_nodes(model):
         kept = [a for a in node.attribute if a.name != "aot"]
         del node.attribute[:]
@@ -151,17 +140,15 @@ def register_onnx_schemas() -> None:
     """
     if _state.get("schemas"):
         return
-    from xvdeploy._lazy import require
-
     defs = require("onnx", "ONNX export").defs
     attr, attr_type, param = defs.OpSchema.Attribute, defs.OpSchema.AttrType, defs.OpSchema.FormalParameter
     types = ["tensor(float)", "tensor(float16)", "tensor(bfloat16)", "tensor(double)"]
     docs = {
-        "PSSA": "T = X * sum_s roll_s(X) (cyclic shifts, torch.roll semantics); xvdeploy PSSA plugin.",
-        "PSSAConcat": "T = concat_s(X * roll_s(X)) along channels; xvdeploy PSSA plugin.",
+        "sum": "T = X * sum_s roll_s(X) (cyclic shifts, torch.roll semantics); xvdeploy PSSA plugin.",
+        "concat": "T = concat_s(X * roll_s(X)) along channels; xvdeploy PSSA plugin.",
     }
-    for op_type, doc in docs.items():
-        if defs.has(op_type, OPSET_VERSION, DOMAIN):
+    for mode, doc in docs.items():
+        if defs.has(OP_TYPES[mode], ONNX_OPSET_VERSION, ONNX_DOMAIN):
             continue
         attributes = [
             attr("shifts", attr_type.INTS, "flat shift list [dy0, dx0, dy1, dx1, ...]", required=True),
@@ -170,11 +157,11 @@ def register_onnx_schemas() -> None:
             attr("plugin_version", attr_type.STRING, "TensorRT plugin version", required=True),
             attr("aot", attr_type.INT, "TensorRT: 1 = AOT, 0 = JIT implementation", required=False),
         ]
-        if op_type == "PSSAConcat":
+        if mode == "concat":
             attributes.append(attr("channel_major", attr_type.INT,
                                    "1: output channel c*|S| + s; 0: s*C + c", required=True))
         schema = defs.OpSchema(
-            op_type, DOMAIN, OPSET_VERSION, doc,
+            OP_TYPES[mode], ONNX_DOMAIN, ONNX_OPSET_VERSION, doc,
             inputs=[param("X", "T", "N×C×H×W input")],
             outputs=[param("Y", "T", "PSSA output")],
             type_constraints=[("T", types, "floating-point tensors")],
@@ -185,36 +172,30 @@ def register_onnx_schemas() -> None:
 
 
 def _opset():
-    from xvdeploy._lazy import require
-
     register_onnx_schemas()
     values = require("onnxscript", "ONNX export").values
-    return values.Opset(DOMAIN, OPSET_VERSION)
+    return values.Opset(ONNX_DOMAIN, ONNX_OPSET_VERSION)
 
 
 def pssa_translation(x, shifts):
     """``torch.ops.xvdeploy.pssa.default`` → one ``PSSA`` node (for ``custom_translation_table``)."""
-    return _opset().PSSA(x, **node_attributes(list(shifts)))
+    return getattr(_opset(), OP_TYPES["sum"])(x, **node_attributes(list(shifts)))
 
 
 def pssa_concat_translation(x, shifts, channel_major=False):
     """``torch.ops.xvdeploy.pssa_concat.default`` → one ``PSSAConcat`` node."""
-    return _opset().PSSAConcat(x, **node_attributes(list(shifts), bool(channel_major)))
+    return getattr(_opset(), OP_TYPES["concat"])(x, **node_attributes(list(shifts), bool(channel_major)))
 
 
 def custom_translation_table() -> dict[Any, Callable]:
     """``{OpOverload: translation}`` for ``torch.onnx.export(..., dynamo=True, custom_translation_table=...)``.
 
-    Registers the torch ops and the ONNX schemas first.
+    Registers the ONNX schemas first (the torch ops are registered on import).
     """
-    import torch
-
-    import xvdeploy.plugins  # noqa: F401  (registers torch.ops.xvdeploy.*)
-
     register_onnx_schemas()
     return {
-        torch.ops.xvdeploy.pssa.default: pssa_translation,
-        torch.ops.xvdeploy.pssa_concat.default: pssa_concat_translation,
+        op_overload("sum"): pssa_translation,
+        op_overload("concat"): pssa_concat_translation,
     }
 
 
@@ -222,99 +203,29 @@ def custom_translation_table() -> dict[Any, Callable]:
 translation_table = custom_translation_table
 
 
-def _is_folded_pssa_step(module) -> bool:
-    """A folded operator whose ``pssa(x)`` computes the depthwise-shift PSSA (``XVolutionFolded``)."""
-    from xvdeploy.ops.pssa import ShiftKernel
-
-    return (isinstance(getattr(module, "shift_kernel", None), ShiftKernel)
-            and getattr(module, "mode", None) in OP_TYPES and callable(getattr(module, "pssa", None)))
-
-
-def plugin_model(model):
-    """A deep copy of a folded model whose PSSA steps call the custom ops (one plugin node each).
-
-    Each folded X-volution's ``pssa`` becomes ``torch.ops.xvdeploy.pssa`` (or
-    ``pssa_concat`` with ``channel_major=True``, the folded modules' channel
-    order), so :func:`custom_translation_table` exports it as one node. The
-    results are identical (same function). Raises :class:`XVDeployError` when
-    the model has no folded PSSA step.
-    """
-    import copy
-
-    import torch
-
-    import xvdeploy.plugins  # noqa: F401  (registers torch.ops.xvdeploy.*)
-
-    if not isinstance(model, torch.nn.Module):
-        raise XVDeployError(f"plugin_model expects a torch.nn.Module, got {type(model).__name__}")
-    twin = copy.deepcopy(model)
-    steps = [m for m in twin.modules() if _is_folded_pssa_step(m)]
-    if not steps:
-        raise XVDeployError(
-            "the model has no folded PSSA step (X-volution); fold it first (xvdeploy fold), "
-            "or export without --pssa-plugin"
-        )
-    for m in steps:
-        flat = _flat(list(m.shift_kernel.shifts))
-        if m.mode == "sum":
-            m.pssa = _SumStep(flat)
-        else:
-            m.pssa = _ConcatStep(flat)
-    return twin
-
-
-class _SumStep:
-    """``x ↦ torch.ops.xvdeploy.pssa(x, shifts)`` (a picklable callable for :func:`plugin_model`)."""
-
-    def __init__(self, flat: list[int]) -> None:
-        self.flat = list(flat)
-
-    def __call__(self, x):
-        import torch
-
-        return torch.ops.xvdeploy.pssa(x, self.flat)
-
-
-class _ConcatStep(_SumStep):
-    """``x ↦ torch.ops.xvdeploy.pssa_concat(x, shifts, channel_major=True)``."""
-
-    def __call__(self, x):
-        import torch
-
-        return torch.ops.xvdeploy.pssa_concat(x, self.flat, True)
-
-
 # --------------------------------------------------------------------------- onnxruntime (CPU)
 
 
 def pssa_numpy(x: np.ndarray, shifts: Sequence[int], concat: bool = False, channel_major: bool = False) -> np.ndarray:
-    """Reference PSSA in numpy (``np.roll`` = ``torch.roll``), the ORT Python ops' body."""
-    flat = _flat(shifts)
-    if x.ndim != 4:
-        raise XVDeployError(f"PSSA expects an N×C×H×W tensor, got shape {tuple(x.shape)}")
-    rolled = [np.roll(x, (flat[i], flat[i + 1]), axis=(2, 3)) for i in range(0, len(flat), 2)]
-    if concat:
-        if channel_major:  # channel c·|S| + s
-            return np.stack([x * r for r in rolled], axis=2).reshape(x.shape[0], -1, *x.shape[2:])
-        return np.concatenate([x * r for r in rolled], axis=1)
-    acc = rolled[0].copy()
-    for r in rolled[1:]:
-        acc += r
-    return x * acc
+    """:func:`~xvdeploy.pssa_contract.pssa_transform` on a numpy array (the ORT Python ops' body)."""
+    pairs = shift_pairs(shifts)
+    out = pssa_transform(torch.from_numpy(np.ascontiguousarray(x)), shifts=pairs,
+                         mode="concat" if concat else "sum", channel_major=channel_major)
+    return out.numpy()
 
 
 def register_ort_ops() -> str:
     """Register the PSSA / PSSAConcat Python ops with onnxruntime-extensions (once); return its library path.
 
     float32 only (Python ops have fixed input types). The ops live in
-    onnxruntime-extensions' domain :data:`DOMAIN`.
+    onnxruntime-extensions' domain :data:`~xvdeploy.pssa_contract.ONNX_DOMAIN`.
     """
     ortx = _require_ortx()
     if not _state.get("ort_ops"):
-        if ortx.default_opset_domain() != DOMAIN:
+        if ortx.default_opset_domain() != ONNX_DOMAIN:
             raise XVDeployError(
                 f"onnxruntime-extensions registers Python ops in {ortx.default_opset_domain()!r}, "
-                f"but PSSA nodes use {DOMAIN!r}; this onnxruntime-extensions version is not supported"
+                f"but PSSA nodes use {ONNX_DOMAIN!r}; this onnxruntime-extensions version is not supported"
             )
         dt = ortx.PyCustomOpDef
 
@@ -325,17 +236,15 @@ def register_ort_ops() -> str:
             y = pssa_numpy(np.asarray(x, dtype=np.float32), shifts_from_str(shifts_str), True, bool(channel_major))
             return y.astype(np.float32)
 
-        ortx.onnx_op(op_type="PSSA", inputs=[dt.dt_float], outputs=[dt.dt_float],
+        ortx.onnx_op(op_type=OP_TYPES["sum"], inputs=[dt.dt_float], outputs=[dt.dt_float],
                      attrs={"shifts_str": dt.dt_string})(pssa_body)
-        ortx.onnx_op(op_type="PSSAConcat", inputs=[dt.dt_float], outputs=[dt.dt_float],
+        ortx.onnx_op(op_type=OP_TYPES["concat"], inputs=[dt.dt_float], outputs=[dt.dt_float],
                      attrs={"shifts_str": dt.dt_string, "channel_major": dt.dt_int64})(concat_body)
         _state["ort_ops"] = True
     return ortx.get_library_path()
 
 
 def _require_ortx():
-    from xvdeploy._lazy import require
-
     return require("onnxruntime_extensions", "The PSSA custom ONNX op in onnxruntime")
 
 
@@ -345,8 +254,6 @@ def make_session(model: str | os.PathLike | bytes | Any, sess_options=None, prov
     ``model`` is a path, serialized bytes or an ``onnx.ModelProto``;
     ``providers`` defaults to ``["CPUExecutionProvider"]``.
     """
-    from xvdeploy._lazy import require
-
     ort = require("onnxruntime", "The onnxruntime backend")
     lib = register_ort_ops()
     so = sess_options if sess_options is not None else ort.SessionOptions()

@@ -1,8 +1,8 @@
-"""Launching the fused Triton PSSA kernel (DESIGN §2.1, §6).
+"""Launching the fused Triton PSSA kernel (see docs/design.md (PSSA)).
 
 ``pssa_triton(x, shifts)`` computes ``T = X ⊙ Σ_s roll_s(X)`` ("sum") or
 ``concat_s(X ⊙ roll_s(X))`` ("concat", channel ``s·C + c`` like
-:func:`xvdeploy.ops.pssa.pssa_transform`, or ``c·|S| + s`` with
+:func:`xvdeploy.pssa_contract.pssa_transform`, or ``c·|S| + s`` with
 ``channel_major=True`` like :func:`xvdeploy.ops.pssa.pssa_depthwise`) in one
 pass: every program reads its block of ``X`` and the shifted neighbours (L1/L2
 hits) and writes ``T`` once.
@@ -15,61 +15,19 @@ compiled kernel; CPU tensors run it in Triton's interpreter when
 """
 from __future__ import annotations
 
-import operator
 import os
 from contextlib import nullcontext
 from typing import Sequence
 
 import torch
 
+from xvdeploy._lazy import require
 from xvdeploy.errors import XVDeployError
+from xvdeploy.pssa_contract import check_input, check_mode, flat_shifts
 
-#: dtypes the kernel reads and writes (accumulation is fp32, fp64 for fp64).
-SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
-MODES = ("sum", "concat")
 #: the largest block of pixels one program handles (4 warps × 32 lanes × 8).
 MAX_BLOCK = 1024
 _MIN_BLOCK = 16
-
-
-def flat_shifts(shifts: Sequence[int] | Sequence[Sequence[int]]) -> tuple[int, ...]:
-    """A shift list as the flat tuple ``(dy0, dx0, dy1, dx1, …)`` the kernel compiles in.
-
-    Accepts the flat form or ``(dy, dx)`` pairs; rejects an empty or odd-length
-    list and non-integers with an :class:`XVDeployError`.
-    """
-    items = list(shifts)
-    if items and all(isinstance(s, (tuple, list)) for s in items):
-        pairs = items
-        if any(len(p) != 2 for p in pairs):
-            raise XVDeployError(f"each PSSA shift must be a pair (dy, dx), got {items!r}")
-        items = [v for p in pairs for v in p]
-    if not items:
-        raise XVDeployError("the PSSA shift list is empty; expected [dy0, dx0, dy1, dx1, ...]")
-    if len(items) % 2:
-        raise XVDeployError(
-            f"the PSSA shift list has odd length {len(items)}; expected pairs [dy0, dx0, dy1, dx1, ...]"
-        )
-    out = []
-    for v in items:
-        try:
-            if isinstance(v, bool):
-                raise TypeError
-            out.append(operator.index(v))
-        except TypeError:
-            raise XVDeployError(f"PSSA shifts must be integers, got {v!r} in {items!r}") from None
-    return tuple(out)
-
-
-def check_input(x: torch.Tensor, what: str = "PSSA") -> None:
-    """Reject what no PSSA implementation takes: not a tensor, not 4-D, not a float dtype we support."""
-    if not isinstance(x, torch.Tensor):
-        raise XVDeployError(f"{what} expects a torch.Tensor, got {type(x).__name__}")
-    if x.dim() != 4:
-        raise XVDeployError(f"{what} expects an N×C×H×W tensor, got shape {tuple(x.shape)}")
-    if x.dtype not in SUPPORTED_DTYPES:
-        names = ", ".join(str(d).replace("torch.", "") for d in SUPPORTED_DTYPES)
-        raise XVDeployError(f"{what} supports dtypes {names}; got {str(x.dtype).replace('torch.', '')}")
 
 
 def pick_block(hw: int, block: int | None = None) -> int:
@@ -96,19 +54,15 @@ def interpreting() -> bool:
 
 def kernel_mode(mode: str, channel_major: bool = False) -> int:
     """The kernel's ``MODE`` constexpr: 0 sum, 1 concat (``s·C + c``), 2 concat channel-major (``c·|S| + s``)."""
-    if mode not in MODES:
-        raise XVDeployError(f"unknown PSSA mode {mode!r}; expected one of {', '.join(MODES)}")
-    if mode == "sum":
+    if check_mode(mode) == "sum":
         return 0
     return 2 if channel_major else 1
 
 
 def load_kernel():
     """The ``@triton.jit`` kernel (imports :mod:`triton` on first call)."""
-    from xvdeploy._lazy import require
-
     require("triton", "The Triton PSSA kernel")
-    from xvdeploy.plugins._pssa_kernel import pssa_kernel
+    from xvdeploy.plugins._pssa_kernel import pssa_kernel  # imports triton: lazy
 
     return pssa_kernel
 

@@ -1,18 +1,19 @@
-"""PSSA as PyTorch custom ops (DESIGN §2.1, §6), registered on import.
+"""PSSA as PyTorch custom ops, registered on import (see docs/design.md (PSSA)).
 
 * ``torch.ops.xvdeploy.pssa(x, shifts) -> T``: ``T = X ⊙ Σ_s roll_s(X)``;
 * ``torch.ops.xvdeploy.pssa_concat(x, shifts, channel_major=False) -> T``:
   ``T = concat_s(X ⊙ roll_s X)``, channel ``s·C + c`` (like
-  :func:`xvdeploy.ops.pssa.pssa_transform`) or, with ``channel_major``,
+  :func:`xvdeploy.pssa_contract.pssa_transform`) or, with ``channel_major``,
   ``c·|S| + s`` (like the folded modules' :func:`xvdeploy.ops.pssa.pssa_depthwise`).
 
 ``shifts`` is flat ``[dy0, dx0, dy1, dx1, …]`` (``torch.roll`` semantics, any
 integer, wrapped modulo ``H``/``W``). Implementations: CPU (and any non-CUDA
-device) = the reference roll math; CUDA = the fused Triton kernel
-(:mod:`xvdeploy.plugins.pssa_triton`); a fake implementation for
-``torch.export`` / ``torch.compile``; a backward so the op also trains.
+device) = the reference roll math of :mod:`xvdeploy.pssa_contract`; CUDA = the
+fused Triton kernel (:mod:`xvdeploy.plugins.pssa_triton`); a fake implementation
+for ``torch.export`` / ``torch.compile``; a backward so the op also trains.
 Non-contiguous / channels-last inputs are made contiguous; the output is
 always contiguous. Bad input raises :class:`~xvdeploy.errors.XVDeployError`.
+Op names, modes and shift validation come from :mod:`xvdeploy.pssa_contract`.
 """
 from __future__ import annotations
 
@@ -20,38 +21,28 @@ from typing import Iterable, Sequence
 
 import torch
 
-from xvdeploy.errors import XVDeployError
-from xvdeploy.plugins.pssa_triton import MODES as _MODES
-from xvdeploy.plugins.pssa_triton import check_input, flat_shifts
+from xvdeploy.plugins.pssa_triton import pssa_triton
+from xvdeploy.pssa_contract import (
+    TORCH_NAMESPACE,
+    TORCH_OPS,
+    check_input,
+    check_mode,
+    flat_shifts,
+    pssa_transform,
+    resolve_shifts,
+    shift_pairs,
+    to_shift_major,
+    torch_op_name,
+)
 
-NAMESPACE = "xvdeploy"
-#: mode -> op name under ``torch.ops.xvdeploy``.
-MODES = {"sum": "pssa", "concat": "pssa_concat"}
 
-
-def _pairs(flat: Sequence[int]) -> list[tuple[int, int]]:
-    return [(flat[i], flat[i + 1]) for i in range(0, len(flat), 2)]
-
-
-def _validate(x: torch.Tensor, shifts: Sequence[int], op: str) -> tuple[int, ...]:
-    check_input(x, f"{NAMESPACE}::{op}")
+def _validate(x: torch.Tensor, shifts: Sequence[int], mode: str) -> tuple[int, ...]:
+    check_input(x, torch_op_name(mode))
     return flat_shifts(shifts)
 
 
-def _to_channel_major(t: torch.Tensor, s: int) -> torch.Tensor:
-    """Channels ``s·C + c`` → ``c·|S| + s``."""
-    n, sc, h, w = t.shape
-    return t.reshape(n, s, sc // s, h, w).transpose(1, 2).reshape(n, sc, h, w)
-
-
-def _to_shift_major(t: torch.Tensor, s: int) -> torch.Tensor:
-    """Channels ``c·|S| + s`` → ``s·C + c``."""
-    n, sc, h, w = t.shape
-    return t.reshape(n, sc // s, s, h, w).transpose(1, 2).reshape(n, sc, h, w)
-
-
 def _reference(x: torch.Tensor, flat: Sequence[int], concat: bool, channel_major: bool = False) -> torch.Tensor:
-    """``X ⊙ Σ_s roll_s X`` or ``concat_s (X ⊙ roll_s X)`` with :func:`torch.roll` (any device).
+    """:func:`~xvdeploy.pssa_contract.pssa_transform` on a contiguous input (any device).
 
     fp16/bf16 are computed in fp32 and rounded once, like the Triton kernel.
     """
@@ -59,16 +50,7 @@ def _reference(x: torch.Tensor, flat: Sequence[int], concat: bool, channel_major
     x = x.contiguous()
     if dtype in (torch.float16, torch.bfloat16):
         x = x.float()
-    rolled = [torch.roll(x, shifts=s, dims=(2, 3)) for s in _pairs(flat)]
-    if concat:
-        out = torch.cat([x * r for r in rolled], dim=1)
-        if channel_major:
-            out = _to_channel_major(out, len(rolled)).contiguous()
-    else:
-        acc = rolled[0].clone()
-        for r in rolled[1:]:
-            acc += r
-        out = x * acc
+    out = pssa_transform(x, shifts=shift_pairs(flat), mode="concat" if concat else "sum", channel_major=channel_major)
     return out.to(dtype)
 
 
@@ -80,10 +62,10 @@ def _out_shape(x: torch.Tensor, flat: Sequence[int], concat: bool) -> tuple:
 def _backward_math(x: torch.Tensor, grad: torch.Tensor, flat: Sequence[int], concat: bool,
                    channel_major: bool = False) -> torch.Tensor:
     """``∂L/∂X``: sum ``g ⊙ A + Σ_s roll_{-s}(g ⊙ X)``; concat ``Σ_s g_s ⊙ roll_s X + roll_{-s}(g_s ⊙ X)``."""
-    pairs = _pairs(flat)
+    pairs = shift_pairs(flat)
     c = x.shape[1]
     if concat and channel_major:
-        grad = _to_shift_major(grad, len(pairs))
+        grad = to_shift_major(grad, len(pairs))
     gx = torch.zeros_like(x)
     for i, (dy, dx) in enumerate(pairs):
         g = grad[:, i * c:(i + 1) * c] if concat else grad
@@ -92,33 +74,31 @@ def _backward_math(x: torch.Tensor, grad: torch.Tensor, flat: Sequence[int], con
     return gx
 
 
-def _has_op(name: str) -> bool:
-    return hasattr(getattr(torch.ops, NAMESPACE), name)
+def _has_op(mode: str) -> bool:
+    return hasattr(getattr(torch.ops, TORCH_NAMESPACE), TORCH_OPS[mode])
 
 
-def _existing(name: str):
-    return getattr(getattr(torch.ops, NAMESPACE), name).default
+def _existing(mode: str):
+    return getattr(getattr(torch.ops, TORCH_NAMESPACE), TORCH_OPS[mode]).default
 
 
 def _define_sum():
     """Register ``xvdeploy::pssa`` once per process (a second import reuses it)."""
-    if _has_op("pssa"):
-        return _existing("pssa")
+    if _has_op("sum"):
+        return _existing("sum")
 
-    @torch.library.custom_op(f"{NAMESPACE}::pssa", mutates_args=(), schema="(Tensor x, int[] shifts) -> Tensor")
+    @torch.library.custom_op(torch_op_name("sum"), mutates_args=(), schema="(Tensor x, int[] shifts) -> Tensor")
     def pssa(x: torch.Tensor, shifts: list[int]) -> torch.Tensor:
         """``X ⊙ Σ_s roll_s(X)`` (reference implementation; CUDA runs the Triton kernel)."""
-        return _reference(x, _validate(x, shifts, "pssa"), concat=False)
+        return _reference(x, _validate(x, shifts, "sum"), concat=False)
 
     @pssa.register_kernel("cuda")
     def _cuda(x: torch.Tensor, shifts: list[int]) -> torch.Tensor:
-        from xvdeploy.plugins.pssa_triton import pssa_triton
-
-        return pssa_triton(x, _validate(x, shifts, "pssa"), "sum")
+        return pssa_triton(x, _validate(x, shifts, "sum"), "sum")
 
     @pssa.register_fake
     def _fake(x: torch.Tensor, shifts: list[int]) -> torch.Tensor:
-        return x.new_empty(_out_shape(x, _validate(x, shifts, "pssa"), False))
+        return x.new_empty(_out_shape(x, _validate(x, shifts, "sum"), False))
 
     def _setup(ctx, inputs, output) -> None:
         x, shifts = inputs
@@ -135,24 +115,22 @@ def _define_sum():
 
 def _define_concat():
     """Register ``xvdeploy::pssa_concat`` once per process (a second import reuses it)."""
-    if _has_op("pssa_concat"):
-        return _existing("pssa_concat")
+    if _has_op("concat"):
+        return _existing("concat")
 
-    @torch.library.custom_op(f"{NAMESPACE}::pssa_concat", mutates_args=(),
+    @torch.library.custom_op(torch_op_name("concat"), mutates_args=(),
                               schema="(Tensor x, int[] shifts, bool channel_major=False) -> Tensor")
     def pssa_concat(x: torch.Tensor, shifts: list[int], channel_major: bool = False) -> torch.Tensor:
         """``concat_s (X ⊙ roll_s X)`` (reference implementation; CUDA runs the Triton kernel)."""
-        return _reference(x, _validate(x, shifts, "pssa_concat"), True, bool(channel_major))
+        return _reference(x, _validate(x, shifts, "concat"), True, bool(channel_major))
 
     @pssa_concat.register_kernel("cuda")
     def _cuda(x: torch.Tensor, shifts: list[int], channel_major: bool = False) -> torch.Tensor:
-        from xvdeploy.plugins.pssa_triton import pssa_triton
-
-        return pssa_triton(x, _validate(x, shifts, "pssa_concat"), "concat", channel_major=bool(channel_major))
+        return pssa_triton(x, _validate(x, shifts, "concat"), "concat", channel_major=bool(channel_major))
 
     @pssa_concat.register_fake
     def _fake(x: torch.Tensor, shifts: list[int], channel_major: bool = False) -> torch.Tensor:
-        return x.new_empty(_out_shape(x, _validate(x, shifts, "pssa_concat"), True))
+        return x.new_empty(_out_shape(x, _validate(x, shifts, "concat"), True))
 
     def _setup(ctx, inputs, output) -> None:
         x, shifts, channel_major = inputs
@@ -177,9 +155,7 @@ pssa_concat = _define_concat()
 
 def op_overload(mode: str = "sum") -> torch._ops.OpOverload:
     """The ``OpOverload`` of a mode (``torch.ops.xvdeploy.pssa.default`` for "sum")."""
-    if mode not in MODES:
-        raise XVDeployError(f"unknown PSSA mode {mode!r}; expected one of {', '.join(_MODES)}")
-    return _existing(MODES[mode])
+    return _existing(check_mode(mode))
 
 
 def pssa_op(
@@ -194,12 +170,9 @@ def pssa_op(
     ``shifts`` may be ``(dy, dx)`` pairs or the flat list; ``None`` means ``S_distance``.
     ``channel_major`` ("concat" only) orders channels ``c·|S| + s`` like the folded modules.
     """
-    from xvdeploy.ops.pssa import resolve_shifts
-
-    if mode not in MODES:
-        raise XVDeployError(f"unknown PSSA mode {mode!r}; expected one of {', '.join(_MODES)}")
+    check_mode(mode)
     flat = flat_shifts(resolve_shifts(distance) if shifts is None else list(shifts))
     check_input(x)
     if mode == "sum":
-        return _existing("pssa")(x, list(flat))
-    return _existing("pssa_concat")(x, list(flat), bool(channel_major))
+        return _existing("sum")(x, list(flat))
+    return _existing("concat")(x, list(flat), bool(channel_major))

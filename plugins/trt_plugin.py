@@ -1,10 +1,11 @@
-"""The PSSA step as a TensorRT plugin (``tensorrt.plugin``, "quickly deployable plugins"), DESIGN §6.
+"""The PSSA step as a TensorRT plugin (``tensorrt.plugin``, "quickly deployable plugins"); see docs/design.md (PSSA).
 
 :func:`register_trt_plugin` registers two plugins, ``xvdeploy::PSSA`` ("sum",
 ``T = X ⊙ Σ_s roll_s X``) and ``xvdeploy::PSSAConcat`` ("concat",
 ``concat_s X ⊙ roll_s X``), with the attribute ``shifts`` (int32 array, flat
 ``[dy0, dx0, …]``) and, for ``PSSAConcat``, ``channel_major`` (a one-element
-int32 array: output channel ``c·|S| + s`` if 1, ``s·C + c`` if 0). TensorRT's ONNX parser maps the
+int32 array: output channel ``c·|S| + s`` if 1, ``s·C + c`` if 0); names from
+:mod:`xvdeploy.pssa_contract`. TensorRT's ONNX parser maps the
 custom nodes of :mod:`xvdeploy.plugins.onnx_node` to them (``op_type`` =
 plugin name, ``plugin_namespace`` attribute = ``"xvdeploy"``; it passes only
 the declared attributes, INTS and INT both as int32 arrays). Call it before
@@ -29,22 +30,25 @@ parameters that TensorRT does not pass; this kernel needs no scratch, so
 :func:`compile_aot` removes them from the PTX entry (after checking they are
 unused).
 
-tensorrt and triton are imported inside the functions; this module imports
-with torch and numpy only.
+tensorrt and triton are imported inside the functions (through
+:func:`xvdeploy._lazy.require`); this module imports with torch and numpy only.
 """
 from __future__ import annotations
 
+import ctypes
 import re
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, List, Sequence, Tuple, Union
 
 import numpy as np
+import numpy.typing as npt
+import torch
 
+from xvdeploy._lazy import available, require
 from xvdeploy.errors import XVDeployError
+from xvdeploy.plugins.pssa_triton import kernel_mode, num_warps_for, pick_block, pssa_triton
+from xvdeploy.pssa_contract import MODES, flat_shifts, plugin_id
 
-NAMESPACE = "xvdeploy"
-#: mode -> plugin name (= ONNX op_type).
-PLUGIN_NAMES = {"sum": "PSSA", "concat": "PSSAConcat"}
 #: autotune tactic -> pixels per program.
 TACTIC_BLOCKS = {1: 256, 2: 1024}
 _DEFAULT_TACTIC = 2
@@ -53,13 +57,6 @@ _KERNEL_PARAMS = 6
 _TRT_TO_TRITON = {"FLOAT": "fp32", "HALF": "fp16", "BF16": "bf16"}
 
 _state: dict[str, Any] = {}
-
-
-def plugin_id(mode: str = "sum") -> str:
-    """``"xvdeploy::PSSA"`` / ``"xvdeploy::PSSAConcat"``."""
-    if mode not in PLUGIN_NAMES:
-        raise XVDeployError(f"unknown PSSA mode {mode!r}; expected one of {', '.join(PLUGIN_NAMES)}")
-    return f"{NAMESPACE}::{PLUGIN_NAMES[mode]}"
 
 
 # --------------------------------------------------------------------------- AOT compile (triton only)
@@ -96,8 +93,6 @@ def _strip_hidden_params(ptx: str, name: str, keep: int) -> str:
 
 def driver_ptx_version() -> int | None:
     """The newest PTX ISA the installed CUDA driver can JIT (e.g. 84 for a 12.4 driver), or ``None``."""
-    import ctypes
-
     try:
         lib = ctypes.CDLL("libcuda.so.1")
         version = ctypes.c_int(0)
@@ -105,9 +100,8 @@ def driver_ptx_version() -> int | None:
             return None
     except (OSError, AttributeError):
         return None
-    from triton.backends.nvidia.compiler import ptx_get_version
-
-    return ptx_get_version(f"{version.value // 1000}.{version.value % 1000 // 10}")
+    nvidia = require("triton.backends.nvidia.compiler", "The TensorRT AOT PSSA plugin")
+    return nvidia.ptx_get_version(f"{version.value // 1000}.{version.value % 1000 // 10}")
 
 
 def compile_aot(
@@ -127,22 +121,17 @@ def compile_aot(
     ``ptx_version`` (e.g. ``84`` for ISA 8.4) defaults to the newest one both Triton and the
     installed driver support: TensorRT hands the PTX to the driver's JIT, which rejects newer ISAs.
     """
-    from xvdeploy._lazy import require
-    from xvdeploy.plugins.pssa_triton import flat_shifts, kernel_mode, num_warps_for, pick_block
-
     triton = require("triton", "The TensorRT AOT PSSA plugin")
-    from triton.backends.compiler import GPUTarget
-    from triton.runtime.jit import JITFunction
-
-    from xvdeploy.plugins import _pssa_kernel
+    GPUTarget = require("triton.backends.compiler").GPUTarget
+    JITFunction = require("triton.runtime.jit").JITFunction
+    nvidia = require("triton.backends.nvidia.compiler")
+    from xvdeploy.plugins import _pssa_kernel  # imports triton: lazy
 
     if dtype not in ("fp32", "fp16", "bf16"):
         raise XVDeployError(f"the PSSA TensorRT plugin supports fp32, fp16 and bf16, got {dtype!r}")
     flat = flat_shifts(shifts)
     block = pick_block(block, block)
     if capability is None:
-        import torch
-
         if not torch.cuda.is_available():
             raise XVDeployError("compiling the PSSA kernel for TensorRT needs a CUDA device or an explicit capability")
         major, minor = torch.cuda.get_device_capability()
@@ -160,10 +149,8 @@ def compile_aot(
     constexprs = {"SHIFTS": flat, "NUM_SHIFTS": len(flat) // 2, "MODE": mode, "BLOCK": block}
     options: dict[str, Any] = {"num_warps": num_warps_for(block)}
     if ptx_version is None:
-        from triton.backends.nvidia.compiler import get_ptxas, ptx_get_version
-
         driver = driver_ptx_version()
-        ptx_version = ptx_get_version(get_ptxas(int(capability)).version)
+        ptx_version = nvidia.ptx_get_version(nvidia.get_ptxas(int(capability)).version)
         if driver is not None:
             ptx_version = min(ptx_version, driver)
     options["ptx_version"] = int(ptx_version)
@@ -182,8 +169,6 @@ def compile_aot(
 
 def _torch_view(t: Any):
     """A zero-copy torch CUDA tensor over a ``tensorrt.plugin.Tensor`` (BF16 through an int16 view)."""
-    import torch
-
     if str(t.dtype).endswith("BF16"):
         class _Interface:
             __cuda_array_interface__ = {
@@ -200,9 +185,6 @@ def _torch_view(t: Any):
 
 def _make_defs(trtp: Any, mode: str) -> dict[str, Any]:
     """The decorated functions of one plugin (annotations set explicitly: TensorRT inspects real types)."""
-    import numpy.typing as npt
-    from typing import List, Tuple, Union
-
     concat = mode == "concat"
     pid = plugin_id(mode)
     shifts_type = npt.NDArray[np.int32]
@@ -218,10 +200,6 @@ def _make_defs(trtp: Any, mode: str) -> dict[str, Any]:
         return [trtp.AutoTuneCombination("FP32|FP16|BF16, FP32|FP16|BF16", "LINEAR", list(TACTIC_BLOCKS))]
 
     def launch_jit(inp0, shifts, channel_major, outputs, stream, tactic):
-        import torch
-
-        from xvdeploy.plugins.pssa_triton import pick_block, pssa_triton
-
         with torch.cuda.stream(torch.cuda.ExternalStream(stream)):
             x = _torch_view(inp0)
             y = _torch_view(outputs[0])
@@ -307,12 +285,10 @@ def register_trt_plugin() -> dict[str, list[str]]:
     """
     if "registered" in _state:
         return _state["registered"]
-    from xvdeploy._lazy import require
-
     require("tensorrt", "The TensorRT PSSA plugin")
     trtp = require("tensorrt.plugin", "The TensorRT PSSA plugin (tensorrt.plugin needs TensorRT >= 10.6)")
     out: dict[str, list[str]] = {}
-    for mode in PLUGIN_NAMES:
+    for mode in MODES:
         out[plugin_id(mode)] = list(_make_defs(trtp, mode))
     _state["registered"] = out
     return out
@@ -320,11 +296,7 @@ def register_trt_plugin() -> dict[str, list[str]]:
 
 def has_aot() -> bool:
     """Whether the installed TensorRT offers ``tensorrt.plugin.aot_impl`` (TensorRT ≥ 10.9)."""
-    try:
-        import tensorrt.plugin as trtp
-    except ImportError:
-        return False
-    return hasattr(trtp, "aot_impl")
+    return available("tensorrt.plugin") and hasattr(require("tensorrt.plugin"), "aot_impl")
 
 
 def network_creation_flags(prefer_aot: bool = True) -> int:
@@ -333,8 +305,6 @@ def network_creation_flags(prefer_aot: bool = True) -> int:
     Needed when both implementations are registered and the ONNX nodes carry no
     ``aot`` attribute; 0 where TensorRT has no such flags (before 10.9).
     """
-    from xvdeploy._lazy import require
-
     trt = require("tensorrt", "The TensorRT PSSA plugin")
     name = "PREFER_AOT_PYTHON_PLUGINS" if prefer_aot else "PREFER_JIT_PYTHON_PLUGINS"
     flag = getattr(trt.NetworkDefinitionCreationFlag, name, None)

@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from xvdeploy.errors import XVDeployError
-from xvdeploy.ops.pssa import default_shifts, pssa_transform
-from xvdeploy.plugins.pssa_triton import flat_shifts, pick_block, pssa_triton
+from xvdeploy.plugins.pssa_triton import pick_block, pssa_triton
+from xvdeploy.pssa_contract import default_shifts, flat_shifts, pssa_transform
 
 SHIFT_LISTS = {
     "S1": default_shifts(1),

@@ -1,6 +1,7 @@
 """The custom ONNX node (``--pssa-plugin`` form): export, checker, and onnxruntime-extensions execution."""
 from __future__ import annotations
 
+import copy
 import warnings
 
 import numpy as np
@@ -13,17 +14,21 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxruntime_extensions")
 
 from xvdeploy.errors import XVDeployError  # noqa: E402
-from xvdeploy.ops.pssa import default_shifts, pssa_transform  # noqa: E402
+from xvdeploy.folding import use_pssa_plugin  # noqa: E402
 from xvdeploy.plugins import pssa_op  # noqa: E402
 from xvdeploy.plugins.onnx_node import (  # noqa: E402
-    DOMAIN,
-    PLUGIN_NAMESPACE,
     custom_translation_table,
     make_node,
     make_session,
     mark_aot,
     plugin_nodes,
     pssa_numpy,
+)
+from xvdeploy.pssa_contract import ONNX_DOMAIN as DOMAIN  # noqa: E402
+from xvdeploy.pssa_contract import (  # noqa: E402
+    PLUGIN_NAMESPACE,
+    default_shifts,
+    pssa_transform,
     shifts_from_str,
     shifts_to_str,
 )
@@ -141,25 +146,32 @@ def folded_net():
     return fold(randomize_bn(net))
 
 
-def test_plugin_model_swaps_each_folded_pssa_step(folded_net):
-    from xvdeploy.plugins.onnx_node import plugin_model
+def _plugged(model):
+    """A deep copy of a folded model whose PSSA steps call the custom ops (the one swap: ``use_pssa_plugin``)."""
+    twin = copy.deepcopy(model)
+    use_pssa_plugin(twin)
+    return twin
 
-    twin = plugin_model(folded_net)
-    assert twin is not folded_net and folded_net[0].pssa.__func__  # the original keeps its method
+
+def test_use_pssa_plugin_swaps_each_folded_pssa_step(folded_net):
+    twin = copy.deepcopy(folded_net)
+    assert use_pssa_plugin(twin) == 2
+    assert twin[0].use_plugin and twin[2].use_plugin
+    assert not folded_net[0].use_plugin and not folded_net[2].use_plugin  # the original keeps the subgraph
     x = torch.randn(2, 3, 6, 7)
     with torch.no_grad():
         torch.testing.assert_close(twin(x), folded_net(x))
-    with pytest.raises(XVDeployError, match="no folded PSSA step"):
-        plugin_model(torch.nn.Conv2d(3, 3, 1))
+    assert use_pssa_plugin(twin, enabled=False) == 2 and not twin[0].use_plugin
+    assert use_pssa_plugin(torch.nn.Conv2d(3, 3, 1)) == 0  # no folded PSSA step (export --pssa-plugin refuses it)
 
 
 def test_folded_network_exports_to_one_node_per_step(folded_net):
-    from xvdeploy.plugins.onnx_node import plugin_model, translation_table
+    from xvdeploy.plugins.onnx_node import translation_table
 
     dims = {0: torch.export.Dim("n"), 2: torch.export.Dim("h"), 3: torch.export.Dim("w")}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        prog = torch.onnx.export(plugin_model(folded_net), (torch.randn(1, 3, 8, 8),), dynamo=True, verbose=False,
+        prog = torch.onnx.export(_plugged(folded_net), (torch.randn(1, 3, 8, 8),), dynamo=True, verbose=False,
                                  custom_translation_table=translation_table(), dynamic_shapes=(dims,))
     proto = prog.model_proto
     nodes = plugin_nodes(proto)

@@ -8,9 +8,9 @@ import torch
 
 import xvdeploy.plugins as plugins
 from xvdeploy.errors import XVDeployError
-from xvdeploy.ops.pssa import default_shifts, pssa_transform
 from xvdeploy.plugins import pssa, pssa_concat, pssa_op
 from xvdeploy.plugins.torch_op import op_overload
+from xvdeploy.pssa_contract import default_shifts, pssa_transform
 
 
 def _flat(pairs):

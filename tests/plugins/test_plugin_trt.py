@@ -14,7 +14,8 @@ import torch
 
 from xvdeploy.errors import XVDeployError
 from xvdeploy.plugins import trt_plugin
-from xvdeploy.plugins.trt_plugin import AOTKernel, TACTIC_BLOCKS, _strip_hidden_params, plugin_id
+from xvdeploy.plugins.trt_plugin import AOTKernel, TACTIC_BLOCKS, _strip_hidden_params
+from xvdeploy.pssa_contract import plugin_id
 
 _PTX = """//
 .version 8.4
@@ -241,8 +242,9 @@ def test_tensorrt_engine_with_the_plugin(mode, aot):
         pytest.skip("the TensorRT plugin launches the compiled kernel; run without TRITON_INTERPRET")
     if aot and not trt_plugin.has_aot():
         pytest.skip("tensorrt.plugin.aot_impl needs TensorRT >= 10.9")
-    from xvdeploy.ops.pssa import pssa_transform
-    from xvdeploy.plugins.onnx_node import DOMAIN, make_node
+    from xvdeploy.plugins.onnx_node import make_node
+    from xvdeploy.pssa_contract import ONNX_DOMAIN as DOMAIN
+    from xvdeploy.pssa_contract import pssa_transform
 
     trt_plugin.register_trt_plugin()
     shifts = [(-1, -1), (0, 1), (7, -9)]

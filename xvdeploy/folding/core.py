@@ -18,6 +18,7 @@ from torch import fx, nn
 
 from xvdeploy.ops.bn import fold_conv_bn
 from xvdeploy.ops.base import FoldedOp
+from xvdeploy.ops.xvolution import XVolutionFolded
 
 
 @dataclass
@@ -143,14 +144,16 @@ def fold(model: nn.Module, inplace: bool = False) -> nn.Module:
 
 
 def use_pssa_plugin(model: nn.Module, enabled: bool = True) -> int:
-    """Make every folded X-volution compute its PSSA step with ``torch.ops.xvdeploy.pssa``.
+    """Make every folded X-volution compute its PSSA step with ``torch.ops.xvdeploy.pssa`` (in place).
 
-    The fused op runs the Triton kernel on CUDA and the reference math on CPU
-    (identical results to the depthwise-shift subgraph). Returns how many
-    blocks were switched.
+    The one plugin swap (``xvdeploy export --pssa-plugin``, ``bench``): the
+    fused op runs the Triton kernel on CUDA and the reference math on CPU
+    (identical results to the depthwise-shift subgraph, up to float rounding),
+    and exports as one custom ONNX node per step
+    (:func:`xvdeploy.plugins.onnx_node.custom_translation_table`). Deep-copy the
+    model first to keep the original; ``enabled=False`` switches back. Returns
+    how many blocks were switched (0: the model has no folded X-volution).
     """
-    from xvdeploy.ops.xvolution import XVolutionFolded
-
     blocks = [m for m in model.modules() if isinstance(m, XVolutionFolded)]
     for m in blocks:
         m.use_plugin = enabled

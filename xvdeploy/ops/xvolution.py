@@ -13,7 +13,9 @@ from torch import nn
 from xvdeploy.errors import XVDeployError
 from xvdeploy.ops.bn import bn_scale_shift, conv_weight_bias, fuse_bn, make_conv, pad_kernel
 from xvdeploy.ops.base import FoldedOp, SameConv2d, positive_int
-from xvdeploy.ops.pssa import ShiftKernel, _check_mode, pssa_depthwise, pssa_transform, resolve_shifts
+from xvdeploy.ops.pssa import ShiftKernel, pssa_depthwise
+from xvdeploy.plugins.torch_op import op_overload
+from xvdeploy.pssa_contract import check_mode, flat_shifts, pssa_transform, resolve_shifts, to_channel_major
 
 
 class XVolution(nn.Module):
@@ -37,7 +39,7 @@ class XVolution(nn.Module):
                             ("kernel_size", kernel_size), ("attn_kernel_size", attn_kernel_size),
                             ("stride", stride), ("dilation", dilation), ("groups", groups)):
             positive_int(name, value)
-        _check_mode(mode)
+        check_mode(mode)
         if in_channels % groups or out_channels % groups:
             raise XVDeployError(f"groups={groups} must divide in_channels={in_channels} and out_channels={out_channels}")
         self.in_channels, self.out_channels = in_channels, out_channels
@@ -72,8 +74,7 @@ class XVolution(nn.Module):
         wc, bc = conv_weight_bias(self.conv, self.bn)
         wa, ba = conv_weight_bias(self.attn_conv, self.attn_bn)
         if self.mode == "concat":  # reference order s·C + c -> depthwise-form order c·|S| + s
-            n = len(self.shifts)
-            wa = wa.view(wa.shape[0], n, self.in_channels, *wa.shape[2:]).transpose(1, 2).reshape(wa.shape)
+            wa = to_channel_major(wa, len(self.shifts))
         like = self.conv.weight
         blocker = self.merge_blocker()
         if blocker is None:
@@ -130,17 +131,15 @@ class XVolutionFolded(FoldedOp):
         return list(self.shift_kernel.shifts)
 
     #: compute ``T`` with the fused op ``torch.ops.xvdeploy.pssa`` (Triton on CUDA) instead of the
-    #: depthwise-shift subgraph; set with :func:`xvdeploy.folding.use_pssa_plugin`
+    #: depthwise-shift subgraph; set with :func:`xvdeploy.folding.use_pssa_plugin` (the one swap)
     use_plugin: bool = False
 
     def pssa(self, x: torch.Tensor) -> torch.Tensor:
         if self.use_plugin:
-            import xvdeploy.plugins  # noqa: F401  (registers torch.ops.xvdeploy.*)
-
-            flat = [v for s in self.shift_kernel.shifts for v in s]
+            flat = list(flat_shifts(self.shift_kernel.shifts))
             if self.mode == "sum":
-                return torch.ops.xvdeploy.pssa(x, flat)
-            return torch.ops.xvdeploy.pssa_concat(x, flat, True)  # channel-major, as the merged conv expects
+                return op_overload("sum")(x, flat)
+            return op_overload("concat")(x, flat, True)  # channel-major, as the merged conv expects
         return pssa_depthwise(x, self.shift_kernel, self.shift_weight, self.mode, self.repeat_weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
