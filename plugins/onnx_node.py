@@ -39,13 +39,11 @@ switches a folded model's X-volutions to them, in place)::
 
 Run in onnxruntime (CPU, float32)::
 
-    from xvdeploy.plugins.onnx_node import make_session
-    sess = make_session("model.onnx")
+    from xvdeploy.export.onnxfile import ort_session
+    sess = ort_session("model.onnx")   # registers the op below when the graph holds PSSA nodes
 """
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -68,10 +66,6 @@ from xvdeploy.pssa_contract import (
     shifts_from_str,
     shifts_to_str,
 )
-
-#: the old name of :data:`~xvdeploy.pssa_contract.ONNX_DOMAIN` (``export/onnxfile.py`` on main reads it);
-#: an alias, not a copy: new code imports the contract.
-DOMAIN = ONNX_DOMAIN
 
 _state: dict[str, Any] = {}
 
@@ -247,25 +241,3 @@ def register_ort_ops() -> str:
 def _require_ortx():
     return require("onnxruntime_extensions", "The PSSA custom ONNX op in onnxruntime")
 
-
-def make_session(model: str | os.PathLike | bytes | Any, sess_options=None, providers: Sequence[str] | None = None):
-    """An ``onnxruntime.InferenceSession`` that runs PSSA plugin nodes (onnxruntime-extensions).
-
-    ``model`` is a path, serialized bytes or an ``onnx.ModelProto``;
-    ``providers`` defaults to ``["CPUExecutionProvider"]``.
-    """
-    ort = require("onnxruntime", "The onnxruntime backend")
-    lib = register_ort_ops()
-    so = sess_options if sess_options is not None else ort.SessionOptions()
-    so.register_custom_ops_library(lib)
-    if isinstance(model, (str, os.PathLike)):
-        if not Path(model).is_file():
-            raise XVDeployError(f"no ONNX file at {os.fspath(model)!r}")
-        source: Any = os.fspath(model)
-    elif isinstance(model, (bytes, bytearray)):
-        source = bytes(model)
-    elif hasattr(model, "SerializeToString"):
-        source = model.SerializeToString()
-    else:
-        raise XVDeployError(f"make_session expects a path, bytes or onnx.ModelProto, got {type(model).__name__}")
-    return ort.InferenceSession(source, sess_options=so, providers=list(providers or ["CPUExecutionProvider"]))

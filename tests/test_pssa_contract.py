@@ -123,7 +123,6 @@ def test_one_copy_of_the_contract():
     assert ops_pssa.default_shifts is pc.default_shifts
     assert pssa_triton.flat_shifts is pc.flat_shifts and torch_op.flat_shifts is pc.flat_shifts
     assert onnx_node.OP_TYPES is pc.OP_TYPES and trt_plugin.plugin_id is pc.plugin_id
-    assert onnx_node.DOMAIN is pc.ONNX_DOMAIN  # an alias kept for export/onnxfile.py
     for mod in (onnx_node, trt_plugin, torch_op, pssa_triton):
         assert not hasattr(mod, "PLUGIN_NAMES") and not hasattr(mod, "NAMESPACE") and not hasattr(mod, "OPSET_VERSION")
     assert not hasattr(onnx_node, "plugin_model")  # one plugin swap: xvdeploy.folding.use_pssa_plugin

@@ -14,12 +14,12 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxruntime_extensions")
 
 from xvdeploy.errors import XVDeployError  # noqa: E402
+from xvdeploy.export.onnxfile import ort_session  # noqa: E402
 from xvdeploy.folding import use_pssa_plugin  # noqa: E402
 from xvdeploy.plugins import pssa_op  # noqa: E402
 from xvdeploy.plugins.onnx_node import (  # noqa: E402
     custom_translation_table,
     make_node,
-    make_session,
     mark_aot,
     plugin_nodes,
     pssa_numpy,
@@ -87,7 +87,7 @@ def test_one_custom_node_per_pssa_step(exported):
 
 def test_onnxruntime_runs_the_plugin_form(exported):
     model, proto = exported
-    sess = make_session(proto)
+    sess = ort_session(proto)
     for shape in [(2, 3, 5, 6), (1, 3, 8, 8)]:  # a shape unlike the export one: dynamic batch/H/W
         x = torch.randn(*shape)
         (y,) = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})
@@ -97,18 +97,18 @@ def test_onnxruntime_runs_the_plugin_form(exported):
         assert rel_l2(y, ref) <= 1e-5
 
 
-def test_make_session_from_path_and_bytes(tmp_path, exported):
+def test_ort_session_from_path_and_bytes(tmp_path, exported):
     _, proto = exported
     path = tmp_path / "plugin.onnx"
     onnx.save(proto, str(path))
     x = np.random.default_rng(0).standard_normal((1, 3, 4, 4)).astype(np.float32)
-    outs = [make_session(src).run(None, {"x": x})[0] for src in (path, str(path), proto.SerializeToString())]
+    outs = [ort_session(src).run(None, {"x": x})[0] for src in (path, str(path), proto.SerializeToString())]
     np.testing.assert_array_equal(outs[0], outs[1])
     np.testing.assert_array_equal(outs[0], outs[2])
-    with pytest.raises(XVDeployError, match="no ONNX file"):
-        make_session(tmp_path / "missing.onnx")
+    with pytest.raises(XVDeployError, match="no such file"):
+        ort_session(tmp_path / "missing.onnx")
     with pytest.raises(XVDeployError, match="path, bytes or onnx.ModelProto"):
-        make_session(42)
+        ort_session(42)
 
 
 @pytest.mark.parametrize("mode", ["sum", "concat", "concat-cm"])
@@ -127,7 +127,7 @@ def test_hand_built_node_with_wrapping_shifts(mode):
                                                          onnx.helper.make_opsetid(DOMAIN, 1)], ir_version=10)
     onnx.checker.check_model(model, full_check=True)
     x = torch.randn(1, c, 3, 4)
-    (y,) = make_session(model).run(None, {"x": x.numpy()})
+    (y,) = ort_session(model).run(None, {"x": x.numpy()})
     ref = pssa_transform(x, shifts=shifts, mode=mode)
     if cm:
         ref = ref.reshape(1, len(shifts), c, 3, 4).transpose(1, 2).reshape(1, -1, 3, 4)
@@ -179,7 +179,7 @@ def test_folded_network_exports_to_one_node_per_step(folded_net):
     assert {a.name: onnx.helper.get_attribute_value(a) for a in nodes[0].attribute}["channel_major"] == 1
     assert not any(n.op_type in ("Pad", "Reshape", "Transpose") for n in proto.graph.node)
     onnx.checker.check_model(proto, full_check=True)
-    sess = make_session(proto)
+    sess = ort_session(proto)
     x = torch.randn(2, 3, 5, 9)
     (y,) = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})
     with torch.no_grad():

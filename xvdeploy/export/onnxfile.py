@@ -20,6 +20,7 @@ from xvdeploy._lazy import require
 from xvdeploy.errors import XVDeployError, first_line
 from xvdeploy.export.census import census
 from xvdeploy.plugins import onnx_node
+from xvdeploy.pssa_contract import ONNX_DOMAIN
 
 #: metadata_props keys written by ``xvdeploy export``
 META_INPUT_SHAPE = "xvdeploy.input_shape"  # the example shape, NxCxHxW
@@ -29,7 +30,7 @@ META_FORM = "xvdeploy.form"  # "train" or "folded"
 #: operator domains every ONNX runtime implements
 STANDARD_DOMAINS = ("", "ai.onnx")
 #: the domain of the PSSA plugin's custom node (``export --pssa-plugin``)
-PSSA_DOMAIN = onnx_node.DOMAIN
+PSSA_DOMAIN = ONNX_DOMAIN
 
 Dims = tuple[int, ...]  # -1 where an axis is dynamic
 
@@ -149,6 +150,8 @@ def ort_session(model: str | os.PathLike | bytes | Any, providers: Sequence[Any]
         source: Any = os.fspath(path)
     elif isinstance(model, (bytes, bytearray)):
         source = bytes(model)
+        if plugin is None:
+            plugin = header_of(require("onnx", "Reading ONNX files").load_model_from_string(source)).plugin
     elif hasattr(model, "SerializeToString"):
         if plugin is None:
             plugin = header_of(model).plugin
