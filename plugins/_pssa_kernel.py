@@ -24,6 +24,15 @@ import triton.language as tl
 
 
 @triton.jit
+def _source_index(i, shift, size):
+    """``(i - shift) mod size`` for ``0 <= i < size``: the shift is reduced once per program (robust to
+    C or Python ``%`` on negatives), then one compare-and-add per element replaces a per-element modulo."""
+    s = ((shift % size) + size) % size
+    j = i - s
+    return tl.where(j < 0, j + size, j)
+
+
+@triton.jit
 def pssa_kernel(
     x_ptr,
     C,
@@ -54,21 +63,13 @@ def pssa_kernel(
     for i in tl.static_range(NUM_SHIFTS):
         dy = SHIFTS[2 * i]
         dx = SHIFTS[2 * i + 1]
-        # Source row / column, wrapped into [0, H) / [0, W). The shift is
-        # reduced once per program (robust to C or Python `%` on negatives),
-        # then one compare-and-add per element replaces a per-element modulo.
-        if dy == 0:
-            hs = h
-        else:
-            sy = ((dy % H) + H) % H
-            hs = h - sy
-            hs = tl.where(hs < 0, hs + H, hs)
-        if dx == 0:
-            ws = w
-        else:
-            sx = ((dx % W) + W) % W
-            ws = w - sx
-            ws = tl.where(ws < 0, ws + W, ws)
+        # Source row / column, wrapped into [0, H) / [0, W)
+        hs = h
+        if dy != 0:
+            hs = _source_index(h, dy, H)
+        ws = w
+        if dx != 0:
+            ws = _source_index(w, dx, W)
         v = tl.load(x_ptr + base + hs * W + ws, mask=mask, other=0.0).to(x.dtype)
         if MODE == 1:
             n = plane // C
