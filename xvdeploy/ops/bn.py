@@ -65,3 +65,13 @@ def fold_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
     w, b = conv_weight_bias(conv, bn)
     return make_conv(w, b, conv.weight, stride=conv.stride, padding=conv.padding, dilation=conv.dilation,
                      groups=conv.groups, padding_mode=conv.padding_mode)
+
+
+def make_linear(weight: torch.Tensor, bias: torch.Tensor | None, like: torch.Tensor) -> nn.Linear:
+    """A new ``nn.Linear`` holding ``weight`` (out × in) / ``bias`` cast to ``like``'s dtype and device."""
+    linear = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None).to(device=like.device, dtype=like.dtype)
+    with torch.no_grad():
+        linear.weight.copy_(weight.to(like.dtype))
+        if bias is not None:
+            linear.bias.copy_(bias.to(like.dtype))
+    return linear
