@@ -51,6 +51,17 @@ class FoldCheck:
         return float("nan") if any(e != e for e in errors) else max(errors, default=0.0)  # NaN is never "best"
 
 
+def _clone(value):
+    """Detached copies of the tensors in a forward's args (tuple) or kwargs (dict)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().clone()
+    if isinstance(value, tuple):
+        return tuple(_clone(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _clone(v) for k, v in value.items()}
+    return value
+
+
 def _run(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     out = model(x)
     return out if isinstance(out, torch.Tensor) else torch.as_tensor(out)
@@ -66,8 +77,9 @@ def check_fold(model: nn.Module, folded: nn.Module, records: list[FoldRecord], p
     handles = []
     for rec in records:
         entry = captured.setdefault(rec.name, [None, None])
-        handles.append(ref64.get_submodule(rec.name).register_forward_hook(
-            lambda m, args, out, entry=entry: entry.__setitem__(0, args[0].detach().clone())))
+        handles.append(ref64.get_submodule(rec.name).register_forward_hook(  # every input (Swin: the mask too)
+            lambda m, args, kwargs, out, entry=entry: entry.__setitem__(0, (_clone(args), _clone(kwargs))),
+            with_kwargs=True))
         last = rec.bn or rec.name
         handles.append(ref64.get_submodule(last).register_forward_hook(
             lambda m, args, out, entry=entry: entry.__setitem__(1, out.detach().clone())))
@@ -81,7 +93,8 @@ def check_fold(model: nn.Module, folded: nn.Module, records: list[FoldRecord], p
         inp, out = captured[rec.name]
         if inp is None:  # layer not reached by this input
             continue
-        result.layers.append(LayerCheck(rec, rel_l2(fold64.get_submodule(rec.name)(inp), out)))
+        args, kwargs = inp
+        result.layers.append(LayerCheck(rec, rel_l2(fold64.get_submodule(rec.name)(*args, **kwargs), out)))
     result.total_float64 = rel_l2(_run(fold64, x64), y_ref)
     fold32 = copy.deepcopy(folded).float().eval()
     result.total_float32 = rel_l2(_run(fold32, probe.float()), y_ref)
