@@ -75,12 +75,19 @@ def plain_counterpart(model: nn.Module, example: torch.Tensor) -> nn.Module:
     """``model`` with every operator (X-volution, X-volution(SA), ACmix, any form) replaced by a 3×3 conv.
 
     Channels and stride of each replacement are read from the operator's input
-    and output on ``example``, so this works for any network.
+    and output on ``example``, so this works for any network. An operator with
+    a ``plain_counterpart()`` method (Swin window attention with ACmix) is
+    replaced by what that returns instead (plain window attention).
     """
     shapes: dict[str, tuple] = {}
+    own: dict[str, nn.Module] = {}
     handles = []
     for name, module in model.named_modules():
-        if name and _is_operator(module) and not any(name.startswith(p + ".") for p in shapes):
+        if not name or not _is_operator(module) or any(name.startswith(p + ".") for p in (*shapes, *own)):
+            continue
+        if callable(getattr(module, "plain_counterpart", None)):
+            own[name] = module.plain_counterpart()
+        else:
             shapes[name] = ()
             handles.append(module.register_forward_hook(
                 lambda m, args, out, name=name: shapes.__setitem__(name, (args[0].shape, out.shape))))
@@ -91,6 +98,8 @@ def plain_counterpart(model: nn.Module, example: torch.Tensor) -> nn.Module:
             h.remove()
     twin = copy.deepcopy(model)
     like = next(model.parameters())
+    for name, plain in own.items():
+        twin.set_submodule(name, plain.eval())
     for name, io in shapes.items():
         if not io:
             continue

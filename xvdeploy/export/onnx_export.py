@@ -172,6 +172,17 @@ def resolve_dynamic(dynamic: bool | str | list[str] | tuple[str, ...]) -> tuple[
     return tuple(a for a in AXIS_NAMES.values() if a in names)
 
 
+def static_axes(model: nn.Module, dynamic: tuple[str, ...]) -> tuple[tuple[str, ...], str | None]:
+    """``dynamic`` less the axes the model fixes (its ``xvdeploy_static_axes``: axis → why), and a line saying so."""
+    fixed = getattr(model, "xvdeploy_static_axes", None) or {}
+    held = [a for a in dynamic if a in fixed]
+    if not held:
+        return dynamic, None
+    kept = tuple(a for a in dynamic if a not in fixed)
+    why = "; ".join(dict.fromkeys(fixed[a] for a in held))
+    return kept, f"{', '.join(held)} static ({why}); dynamic: {', '.join(kept) or 'none'}"
+
+
 def _torch_export(model: nn.Module, x: torch.Tensor, path: Path, opset: int, dynamic: tuple[str, ...],
                   translation_table: dict | None) -> None:
     auto = torch.export.Dim.AUTO
@@ -251,6 +262,9 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, input_shape: tuple[in
     x = torch.zeros(input_shape, dtype=_dtype(model))
     dynamic = resolve_dynamic(dynamic)
     notes: list[str] = []
+    dynamic, held = static_axes(model, dynamic)
+    if held:
+        notes.append(f"note: {held}")
     with atomic_path(path) as tmp:  # renamed into place only if every phase below passes
         dynamic = _trace(export_model, x, tmp, opset, dynamic, translation_table, notes)
         proto, dynamic_axes = _finalise_file(tmp, input_shape, dynamic, metadata, simplify, notes)
