@@ -81,3 +81,79 @@ def test_written_files_get_the_umask_mode_not_0600(tmp_path):
     finally:
         os.umask(umask)
     assert (tmp_path / "m.safetensors").stat().st_mode & 0o777 == 0o644
+
+
+# --- training scripts' checkpoints: wrappers and key prefixes -------------------------------------------------
+
+def _prefixed(state: dict, prefix: str) -> dict:
+    return {prefix + k: v for k, v in state.items()}
+
+
+WRAPPERS = {  # name: (wrap(state) -> saved object, what the one-line note must say)
+    "bare": (lambda sd: sd, None),
+    "state_dict": (lambda sd: {"state_dict": sd, "epoch": 3, "best_acc1": torch.tensor(0.9)}, "'state_dict'"),
+    "model": (lambda sd: {"model": sd, "epoch": 299, "max_accuracy": 81.2}, "'model'"),
+    "model_ema": (lambda sd: {"model_ema": sd, "epoch": 1}, "'model_ema'"),
+    "ema": (lambda sd: {"ema": sd}, "'ema'"),
+    "ddp": (lambda sd: _prefixed(sd, "module."), "'module.' (DataParallel/DistributedDataParallel)"),
+    "compile": (lambda sd: _prefixed(sd, "_orig_mod."), "'_orig_mod.' (torch.compile)"),
+    "acmix_main": (lambda sd: {"state_dict": _prefixed(sd, "module."), "epoch": 5, "arch": "acmix"},
+                   "entry 'state_dict'; stripped the key prefix 'module.'"),
+    "ddp_of_compiled": (lambda sd: {"model": _prefixed(sd, "module._orig_mod.")}, "'module.' (DataParallel/"
+                        "DistributedDataParallel) and '_orig_mod.' (torch.compile)"),
+}
+
+
+@pytest.mark.parametrize("wrapper", list(WRAPPERS))
+def test_training_checkpoints_unwrap_and_say_how(tmp_path, wrapper):
+    model = randomize_bn(zoo.create("xv_digits"))
+    wrap, note = WRAPPERS[wrapper]
+    torch.save(wrap(model.state_dict()), tmp_path / "ckpt.pth")
+    loaded = load_checkpoint(tmp_path / "ckpt.pth", arch="xv_digits")
+    x = torch.rand(2, 1, 8, 8)
+    assert torch.equal(loaded(x), model.eval()(x))
+    if note is None:
+        assert loaded.xvdeploy_unwrapped is None
+    else:
+        assert note in loaded.xvdeploy_unwrapped and "\n" not in loaded.xvdeploy_unwrapped
+
+
+def test_two_candidate_state_dicts_are_an_error_naming_both(tmp_path):
+    sd = zoo.create("xv_digits").state_dict()
+    torch.save({"model": sd, "model_ema": sd, "epoch": 9}, tmp_path / "both.pth")
+    with pytest.raises(XVDeployError, match=r"2 candidate state dicts \('model', 'model_ema'\).*--state-key"):
+        load_checkpoint(tmp_path / "both.pth", arch="xv_digits")
+    ema = {k: v + 1 if v.is_floating_point() else v for k, v in sd.items()}
+    torch.save({"model": sd, "model_ema": ema}, tmp_path / "both.pth")
+    picked = load_checkpoint(tmp_path / "both.pth", arch="xv_digits", state_key="model_ema")
+    assert torch.equal(picked.state_dict()["stem.0.weight"], ema["stem.0.weight"])
+    assert "'model_ema'" in picked.xvdeploy_unwrapped
+    with pytest.raises(XVDeployError, match="no entry 'optimizer'.*holds: 'model', 'model_ema'"):
+        load_checkpoint(tmp_path / "both.pth", arch="xv_digits", state_key="optimizer")
+
+
+def test_unknown_wrapper_names_what_the_file_holds(tmp_path):
+    torch.save({"weights": zoo.create("xv_digits").state_dict(), "step": 3}, tmp_path / "w.pth")
+    with pytest.raises(XVDeployError, match=r"under 'state_dict', 'model'.*entries: 'weights', 'step'"):
+        load_checkpoint(tmp_path / "w.pth", arch="xv_digits")
+    torch.save({}, tmp_path / "empty.pth")
+    with pytest.raises(XVDeployError, match="holds no tensors"):
+        load_checkpoint(tmp_path / "empty.pth", arch="xv_digits")
+
+
+def test_checkpoint_with_a_config_object_names_the_class(tmp_path, monkeypatch):
+    """Swin's training script saves its yacs config beside the weights: refused, never unpickled, class named."""
+    import sys
+    import types
+
+    yacs = types.ModuleType("fakeyacs")
+
+    class CfgNode(dict):
+        pass
+
+    CfgNode.__module__, CfgNode.__qualname__ = "fakeyacs", "CfgNode"
+    yacs.CfgNode = CfgNode
+    monkeypatch.setitem(sys.modules, "fakeyacs", yacs)
+    torch.save({"model": zoo.create("xv_digits").state_dict(), "config": CfgNode(a=1)}, tmp_path / "swin.pth")
+    with pytest.raises(XVDeployError, match=r"beyond tensors \(fakeyacs.CfgNode\), which are never unpickled"):
+        load_checkpoint(tmp_path / "swin.pth", arch="xv_digits")

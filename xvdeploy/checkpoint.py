@@ -73,8 +73,74 @@ def read_safetensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], 
     return tensors, meta
 
 
-def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """A plain PyTorch state dict, loaded with ``torch.load(weights_only=True)`` (never unpickled)."""
+#: entries under which training scripts save the model's state dict (torchvision / ACmix ResNet ``state_dict``,
+#: Swin / DeiT ``model``, EMA copies ``model_ema`` / ``ema`` / timm's ``state_dict_ema``)
+STATE_DICT_KEYS = ("state_dict", "model", "model_ema", "ema", "state_dict_ema")
+#: key prefixes that wrappers put on every parameter name, and who puts them there
+KEY_PREFIXES = {"module.": "DataParallel/DistributedDataParallel", "_orig_mod.": "torch.compile"}
+
+
+def _is_tensor_dict(obj) -> bool:
+    return isinstance(obj, dict) and bool(obj) and all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                                       for k, v in obj.items())
+
+
+def unwrap_state_dict(obj, source: str, key: str | None = None) -> tuple[dict[str, torch.Tensor], str | None]:
+    """The state dict inside a training script's checkpoint, and one line saying what was unwrapped (or None).
+
+    ``obj`` is a dict of tensors, or a dict holding one under a name of
+    :data:`STATE_DICT_KEYS` (``key`` picks the entry explicitly, e.g.
+    ``"model_ema"``); then every :data:`KEY_PREFIXES` prefix common to all
+    names is stripped (``module.`` from DDP, ``_orig_mod.`` from torch.compile).
+    Two candidate state dicts without ``key`` is an error naming both.
+    """
+    entries: list[str] = []
+    if key is not None:
+        if not isinstance(obj, dict) or key not in obj:
+            found = ", ".join(repr(k) for k in obj) if isinstance(obj, dict) else type(obj).__name__
+            raise XVDeployError(f"{source}: no entry {key!r} (--state-key); the file holds: {found}")
+        if not _is_tensor_dict(obj[key]):
+            raise XVDeployError(f"{source}: entry {key!r} is not a state dict (a dict of parameter names to tensors)")
+        obj = obj[key]
+        entries.append(key)
+    while isinstance(obj, dict) and not _is_tensor_dict(obj):
+        candidates = [k for k in STATE_DICT_KEYS if isinstance(obj.get(k), dict)]
+        if len(candidates) > 1:
+            names = ", ".join(repr(k) for k in candidates)
+            raise XVDeployError(f"{source}: holds {len(candidates)} candidate state dicts ({names}); choose one with "
+                                f"--state-key NAME, e.g. --state-key {candidates[0]}")
+        if not candidates:
+            break
+        obj = obj[candidates[0]]
+        entries.append(candidates[0])
+    if isinstance(obj, dict) and not obj:
+        raise XVDeployError(f"{source}: holds no tensors; expected a state dict (parameter names to tensors)")
+    if not _is_tensor_dict(obj):
+        held = f" (entries: {', '.join(repr(k) for k in list(obj)[:8])})" if isinstance(obj, dict) and obj else ""
+        raise XVDeployError(f"{source}: expected a dict of parameter names to tensors, or one under "
+                            f"{', '.join(repr(k) for k in STATE_DICT_KEYS)}; got {type(obj).__name__}{held}")
+    stripped: list[str] = []
+    changed = True
+    while changed:
+        changed = False
+        for prefix in KEY_PREFIXES:
+            if all(k.startswith(prefix) for k in obj):
+                obj = {k[len(prefix):]: v for k, v in obj.items()}
+                stripped.append(prefix)
+                changed = True
+    parts = []
+    if entries:
+        parts.append("took the state dict from entry " + " → ".join(repr(e) for e in entries))
+    if stripped:
+        parts.append("stripped the key prefix " + " and ".join(f"{p!r} ({KEY_PREFIXES[p]})" for p in stripped))
+    return obj, ("; ".join(parts) if parts else None)
+
+
+def read_state_dict(path: str | os.PathLike, key: str | None = None) -> tuple[dict[str, torch.Tensor], str | None]:
+    """A plain PyTorch state dict, loaded with ``torch.load(weights_only=True)`` (never unpickled).
+
+    Returns ``(state dict, what was unwrapped or None)``; see :func:`unwrap_state_dict`.
+    """
     path = _existing_file(path)
     if path.suffix.lower() in (".onnx", ".plan", ".engine"):
         raise XVDeployError(f"{path}: this command takes a PyTorch checkpoint (.safetensors, or a state dict with "
@@ -85,17 +151,23 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt or unsafe files
         # torch's text for unsafe files advises weights_only=False; we never unpickle a user's file
-        why = ("it holds Python objects beyond tensors, which are never unpickled here"
-               if "Unsupported global" in str(exc)
-               else "not a PyTorch file, or a corrupt one")
-        raise XVDeployError(f"{path}: cannot load as a PyTorch state dict ({why}); "
+        if "Unsupported global" in str(exc):
+            raise XVDeployError(f"{path}: cannot load as a PyTorch state dict (it holds Python objects beyond "
+                                f"tensors{_unsafe_globals(path)}, which are never unpickled here); expected a "
+                                ".safetensors checkpoint or a state dict of tensors — if you trust the file, re-save "
+                                "its weights alone (README, Checkpoints)") from None
+        raise XVDeployError(f"{path}: cannot load as a PyTorch state dict (not a PyTorch file, or a corrupt one); "
                             "expected a .safetensors checkpoint or a state dict of tensors") from None
-    for key in ("state_dict", "model"):
-        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
-            obj = obj[key]
-    if not isinstance(obj, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()):
-        raise XVDeployError(f"{path}: expected a dict of parameter names to tensors, got {type(obj).__name__}")
-    return obj
+    return unwrap_state_dict(obj, str(path), key)
+
+
+def _unsafe_globals(path: Path) -> str:
+    """`` (a.B, c.D)``: the classes a file would need unpickled, read without unpickling; "" if unknown."""
+    try:
+        names = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
+    except Exception:
+        return ""
+    return f" ({', '.join(names[:4])}{', …' if len(names) > 4 else ''})" if names else ""
 
 
 def model_from_factory(spec: str) -> nn.Module:
@@ -128,20 +200,29 @@ def model_from_factory(spec: str) -> nn.Module:
 
 
 def load_checkpoint(path: str | os.PathLike, arch: str | None = None, model: str | None = None,
-                    arch_kwargs: dict | None = None) -> nn.Module:
+                    arch_kwargs: dict | None = None, state_key: str | None = None) -> nn.Module:
     """Load a checkpoint into the model it describes (training or folded form), in eval mode.
 
     ``path`` is an xvdeploy safetensors file (architecture read from its
     metadata) or a plain state dict (``.pt``/``.pth``/``.bin``/other
     safetensors) with ``arch`` (a zoo name) or ``model`` (``pkg.mod:factory``).
-    A folded state dict loads into the folded model.
+    A folded state dict loads into the folded model. A training script's
+    checkpoint is unwrapped (``state_dict`` / ``model`` / ``model_ema`` /
+    ``ema`` entries, ``module.`` / ``_orig_mod.`` prefixes; ``state_key``
+    picks the entry); the returned model's ``xvdeploy_unwrapped`` says what
+    was unwrapped, in one line (None if nothing was).
     """
     path = Path(path)
     meta: dict[str, str] = {}
+    unwrapped = None
     if is_safetensors(path):
         state, meta = read_safetensors(path)
+        if state_key is not None:
+            raise XVDeployError(f"{path}: --state-key applies to PyTorch checkpoints; a safetensors file holds "
+                                "one state dict")
+        state, unwrapped = unwrap_state_dict(state, str(path))  # prefixes only
     else:
-        state = read_state_dict(path)
+        state, unwrapped = read_state_dict(path, state_key)
     if arch and model:
         raise XVDeployError("give either --arch or --model, not both")
     arch = arch or meta.get("arch")
@@ -172,6 +253,7 @@ def load_checkpoint(path: str | os.PathLike, arch: str | None = None, model: str
     target.load_state_dict(state, strict=True)
     if arch:
         target.xvdeploy_arch, target.xvdeploy_arch_kwargs = arch, arch_kwargs
+    target.xvdeploy_unwrapped = unwrapped
     return target.eval()
 
 

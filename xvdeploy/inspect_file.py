@@ -49,14 +49,17 @@ def inspect_onnx(path: Path) -> list[str]:
 def inspect_checkpoint(path: Path) -> list[str]:
     """Metadata, tensors and parameter count of a checkpoint (safetensors or state dict)."""
     meta: dict[str, str] = {}
+    unwrapped = None
     if is_safetensors(path):
         state, meta = read_safetensors(path)
         kind = "safetensors checkpoint"
     else:
-        state = read_state_dict(path)
+        state, unwrapped = read_state_dict(path)
         kind = "PyTorch state dict (loaded with weights_only=True)"
     params = sum(t.numel() for t in state.values() if t.is_floating_point())
     lines = [f"{kind} {path}", f"  {len(state)} tensors, {params:,} parameters"]
+    if unwrapped:
+        lines.append(f"  {unwrapped}")
     for key in sorted(meta):
         lines.append(f"  metadata {key} = {meta[key]}")
     if meta.get("arch"):

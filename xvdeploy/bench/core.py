@@ -56,6 +56,7 @@ class BenchConfig:
     threads: int | None = None
     arch: str | None = None
     model_factory: str | None = None
+    state_key: str | None = None
     pssa_plugin: bool = False
 
     def __post_init__(self) -> None:
@@ -125,6 +126,7 @@ class BenchReport:
     data: str
     results: list[BenchResult] = field(default_factory=list)
     skipped: list[dict] = field(default_factory=list)
+    checkpoint: str | None = None  # how a training script's checkpoint was unwrapped, if it was
 
     @property
     def failed(self) -> bool:
@@ -132,7 +134,7 @@ class BenchReport:
 
     def to_dict(self) -> dict:
         return {"environment": self.environment, "model": self.model, "reference": self.reference, "data": self.data,
-                "results": [r.to_dict() for r in self.results], "skipped": self.skipped}
+                "checkpoint": self.checkpoint, "results": [r.to_dict() for r in self.results], "skipped": self.skipped}
 
 
 # -- sources ------------------------------------------------------------------------------------------------
@@ -150,6 +152,7 @@ class Sources:
     is_digits: bool = False
     plugin: bool = False  # the ONNX graph holds custom PSSA nodes
     fixed_batch: int | None = None  # an ONNX file exported with a static batch
+    unwrapped: str | None = None  # how a training script's checkpoint was unwrapped
 
 
 def load_sources(cfg: BenchConfig, workdir: Path, need_onnx: bool) -> Sources:
@@ -167,8 +170,9 @@ def load_sources(cfg: BenchConfig, workdir: Path, need_onnx: bool) -> Sources:
         if not path.is_file():
             raise XVDeployError(f"{path}: no such file; expected a TensorRT engine")
         return Sources(path.name, plan=path)
-    model, arch = load_model_source(source, cfg.arch, cfg.model_factory)
-    sources = Sources(arch or path.name, is_digits=arch == "xv_digits")
+    model, arch = load_model_source(source, cfg.arch, cfg.model_factory, cfg.state_key)
+    sources = Sources(arch or path.name, is_digits=arch == "xv_digits",
+                      unwrapped=getattr(model, "xvdeploy_unwrapped", None))
     if model_form(model) == "train":
         sources.train, sources.folded = model, fold(model)
     else:
@@ -286,7 +290,7 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -
         need_onnx = any(b in ("onnxruntime", "tensorrt") and not backend_reason(b) for b in backends)
         src = load_sources(cfg, Path(tmp), need_onnx)
         shape, batches = _shape_and_batches(cfg, src)
-        report = BenchReport(environment(), src.name, "", "")
+        report = BenchReport(environment(), src.name, "", "", checkpoint=src.unwrapped)
         reference_fn, report.reference = _reference(src)
         report.skipped += [_skip(b, backend_reason(b)) for b in backends if backend_reason(b)]
         per_batch = {}

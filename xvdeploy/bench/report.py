@@ -33,7 +33,8 @@ def environment_lines(report: BenchReport) -> list[str]:
     env = report.environment
     gpu = env["gpu"]["name"] if env.get("gpu") else "none"
     versions = ", ".join(f"{k} {v}" for k, v in env["versions"].items() if v)
-    return [f"model: {report.model}; data: {report.data}; reference: {report.reference}",
+    checkpoint = f"; checkpoint: {report.checkpoint}" if report.checkpoint else ""
+    return [f"model: {report.model}{checkpoint}; data: {report.data}; reference: {report.reference}",
             f"machine: {env['cpu']} ({env['cpu_count']} CPUs, torch threads {env['torch_threads']}), GPU: {gpu}",
             f"versions: {versions}; date: {env['date']}"]
 

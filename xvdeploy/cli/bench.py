@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from xvdeploy.cli.options import arch_option, model_option
+from xvdeploy.cli.options import arch_option, model_option, state_key_option
 
 
 def _csv(text: str) -> list[str]:
@@ -61,8 +61,10 @@ def _amount(text: str, what: str) -> tuple[int | None, float | None]:
 @click.option("--quiet", is_flag=True, help="No progress bar, only the table.")
 @arch_option
 @model_option
+@state_key_option
 def bench(model, backends, batches, input_shape, precisions, devices, warmup, iters, duration, seed, data, use_compile,
-          cuda_graphs, threads, pssa_plugin, json_path, md_path, plot_path, quiet, arch, model_factory) -> None:
+          cuda_graphs, threads, pssa_plugin, json_path, md_path, plot_path, quiet, arch, model_factory,
+          state_key) -> None:
     """Check numeric parity and measure latency of MODEL on every form and backend.
 
     MODEL is a checkpoint, an ONNX file, an engine or a zoo name; without
@@ -102,7 +104,7 @@ def bench(model, backends, batches, input_shape, precisions, devices, warmup, it
                       input_shape=shape, precisions=_csv(precisions), devices=_csv(devices) if devices else None,
                       warmup=warm_iters or 0, warmup_s=warm_s, iters=iters, duration_s=duration, seed=seed,
                       data=kind, images_dir=images, compile=use_compile, cuda_graphs=cuda_graphs, threads=threads,
-                      arch=arch, model_factory=model_factory, pssa_plugin=pssa_plugin)
+                      arch=arch, model_factory=model_factory, state_key=state_key, pssa_plugin=pssa_plugin)
     with _progress(quiet) as step:
         result = run_bench(cfg, progress=step)
     click.echo(report_mod.text(result))

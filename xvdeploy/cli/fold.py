@@ -6,7 +6,7 @@ from pathlib import Path
 import click
 import torch
 
-from xvdeploy.cli.options import arch_option, model_option, parse_shape
+from xvdeploy.cli.options import arch_option, echo_unwrapped, model_option, parse_shape, state_key_option
 from xvdeploy.loading import default_input_shape, load_model_source
 from xvdeploy.errors import ParityError, XVDeployError, first_line
 
@@ -21,11 +21,12 @@ TOLERANCE_FLOAT32 = 1e-5
               help="Folded checkpoint to write (.safetensors).")
 @arch_option
 @model_option
+@state_key_option
 @click.option("--check/--no-check", default=True, help="Compare outputs before and after the fold.")
 @click.option("--input-shape", default=None, metavar="NxCxHxW",
               help="Probe shape for the check [default: the zoo model's input, batch 2].")
 @click.option("--seed", type=int, default=0, help="Seed of the probe input.")
-def fold(source: str, output: Path, arch: str | None, model_factory: str | None, check: bool,
+def fold(source: str, output: Path, arch: str | None, model_factory: str | None, state_key: str | None, check: bool,
          input_shape: str | None, seed: int) -> None:
     """Fold the training form in IN (checkpoint or zoo name) into the inference form and save it.
 
@@ -40,7 +41,8 @@ def fold(source: str, output: Path, arch: str | None, model_factory: str | None,
 
     source_path = Path(source) if Path(source).exists() else None
     check_output_path(output, source_path, suffixes=(".safetensors",))
-    model, arch_name = load_model_source(source, arch, model_factory)
+    model, arch_name = load_model_source(source, arch, model_factory, state_key)
+    echo_unwrapped(model)
     if model_form(model) == "folded":
         click.echo(f"{source} is already folded; writing it unchanged")
     folded, records = fold_with_records(model)

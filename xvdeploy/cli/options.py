@@ -9,6 +9,16 @@ arch_option = click.option("--arch", metavar="NAME", default=None,
                            help="Zoo architecture of a plain state dict (see 'xvdeploy zoo').")
 model_option = click.option("--model", "model_factory", metavar="PKG.MOD:FACTORY", default=None,
                             help="Your own network: a factory function returning the nn.Module.")
+state_key_option = click.option("--state-key", metavar="NAME", default=None,
+                                help="Entry of a training checkpoint holding the weights, e.g. model_ema "
+                                     "[default: the only one of state_dict, model, model_ema, ema, state_dict_ema].")
+
+
+def echo_unwrapped(model) -> None:
+    """One line saying how a training script's checkpoint was unwrapped (nothing if it was not)."""
+    note = getattr(model, "xvdeploy_unwrapped", None)
+    if note:
+        click.echo(f"checkpoint: {note}")
 
 
 def parse_shape(text: str, what: str = "--input-shape", layout: str = "NCHW") -> tuple[int, ...]:
