@@ -157,3 +157,33 @@ def test_checkpoint_with_a_config_object_names_the_class(tmp_path, monkeypatch):
     torch.save({"model": zoo.create("xv_digits").state_dict(), "config": CfgNode(a=1)}, tmp_path / "swin.pth")
     with pytest.raises(XVDeployError, match=r"beyond tensors \(fakeyacs.CfgNode\), which are never unpickled"):
         load_checkpoint(tmp_path / "swin.pth", arch="xv_digits")
+
+
+def test_swin_and_timm_training_checkpoints_load_without_unpickling_their_config(tmp_path, monkeypatch):
+    """Swin's main.py saves {'model', 'optimizer', ..., 'config': yacs CfgNode}; timm saves 'args' (Namespace).
+
+    Those two classes are read as inert OrderedDicts by the weights-only unpickler (yacs is not even installed).
+    """
+    import argparse
+    import sys
+    import types
+
+    class CfgNode(dict):  # pickles like yacs' CfgNode: a dict subclass with attributes in __dict__
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.__dict__["__immutable__"] = True
+
+    CfgNode.__module__, CfgNode.__qualname__ = "yacs.config", "CfgNode"
+    fake = types.ModuleType("yacs.config")
+    fake.CfgNode = CfgNode
+    monkeypatch.setitem(sys.modules, "yacs", types.ModuleType("yacs"))
+    monkeypatch.setitem(sys.modules, "yacs.config", fake)
+    model = randomize_bn(zoo.create("xv_digits"))
+    config = CfgNode(MODEL=CfgNode(TYPE="swin_acmix", DROP_PATH_RATE=0.2), TRAIN=CfgNode(EPOCHS=300))
+    torch.save({"model": model.state_dict(), "max_accuracy": 81.9, "epoch": 299, "config": config,
+                "args": argparse.Namespace(lr=1e-3, model="swin")}, tmp_path / "ckpt_epoch_299.pth")
+    monkeypatch.delitem(sys.modules, "yacs.config")
+    monkeypatch.delitem(sys.modules, "yacs")
+    loaded = load_checkpoint(tmp_path / "ckpt_epoch_299.pth", arch="xv_digits")
+    x = torch.rand(2, 1, 8, 8)
+    assert torch.equal(loaded(x), model.eval()(x)) and "'model'" in loaded.xvdeploy_unwrapped

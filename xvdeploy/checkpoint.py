@@ -12,6 +12,7 @@ import json
 import os
 import sys
 import warnings
+from collections import OrderedDict
 from pathlib import Path
 
 import torch
@@ -78,6 +79,10 @@ def read_safetensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], 
 STATE_DICT_KEYS = ("state_dict", "model", "model_ema", "ema", "state_dict_ema")
 #: key prefixes that wrappers put on every parameter name, and who puts them there
 KEY_PREFIXES = {"module.": "DataParallel/DistributedDataParallel", "_orig_mod.": "torch.compile"}
+#: classes that training scripts pickle beside the weights — Swin's yacs config (ACmix Swin's main.py saves it),
+#: timm's argparse namespace — read by ``torch.load(weights_only=True)`` as inert OrderedDicts (never imported,
+#: never called) so the file's tensors load; any other class is still refused
+INERT_GLOBALS = ("yacs.config.CfgNode", "argparse.Namespace")
 
 
 def _is_tensor_dict(obj) -> bool:
@@ -146,8 +151,9 @@ def read_state_dict(path: str | os.PathLike, key: str | None = None) -> tuple[di
         raise XVDeployError(f"{path}: this command takes a PyTorch checkpoint (.safetensors, or a state dict with "
                             f"--arch/--model), not a{'n ONNX model' if path.suffix.lower() == '.onnx' else ' TensorRT engine'}")
     try:
-        with warnings.catch_warnings():  # torch warns about pickle protocols on its way to refusing a file
-            warnings.simplefilter("ignore")
+        inert = [(OrderedDict, name) for name in INERT_GLOBALS]
+        with warnings.catch_warnings(), torch.serialization.safe_globals(inert):
+            warnings.simplefilter("ignore")  # torch warns about pickle protocols on its way to refusing a file
             obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt or unsafe files
         # torch's text for unsafe files advises weights_only=False; we never unpickle a user's file
