@@ -46,7 +46,7 @@ def inspect_onnx(path: Path) -> list[str]:
     return lines
 
 
-def inspect_checkpoint(path: Path) -> list[str]:
+def inspect_checkpoint(path: Path, state_key: str | None = None) -> list[str]:
     """Metadata, tensors and parameter count of a checkpoint (safetensors or state dict)."""
     meta: dict[str, str] = {}
     unwrapped = None
@@ -54,7 +54,7 @@ def inspect_checkpoint(path: Path) -> list[str]:
         state, meta = read_safetensors(path)
         kind = "safetensors checkpoint"
     else:
-        state, unwrapped = read_state_dict(path)
+        state, unwrapped = read_state_dict(path, state_key)
         kind = "PyTorch state dict (loaded with weights_only=True)"
     params = sum(t.numel() for t in state.values() if t.is_floating_point())
     lines = [f"{kind} {path}", f"  {len(state)} tensors, {params:,} parameters"]
@@ -68,7 +68,7 @@ def inspect_checkpoint(path: Path) -> list[str]:
     return lines
 
 
-def inspect_path(path: Path) -> list[str]:
+def inspect_path(path: Path, state_key: str | None = None) -> list[str]:
     if path.is_dir():
         raise XVDeployError(f"{path} is a directory; expected a checkpoint or an ONNX file")
     if not path.is_file():
@@ -77,7 +77,7 @@ def inspect_path(path: Path) -> list[str]:
         return inspect_onnx(path)
     if path.suffix in (".plan", ".engine"):
         return inspect_engine(path)
-    return inspect_checkpoint(path)
+    return inspect_checkpoint(path, state_key)
 
 
 def inspect_engine(path: Path) -> list[str]:

@@ -73,3 +73,11 @@ def test_state_key_on_a_zoo_name_is_refused(tmp_path):
     result = invoke("fold", "xv_digits", "--state-key", "model", "-o", tmp_path / "out.safetensors")
     assert_one_line_error(result, "--state-key applies to a checkpoint file")
     assert not list(tmp_path.iterdir())
+
+
+def test_inspect_says_what_it_unwrapped(tmp_path):
+    sd = zoo.create("xv_digits").state_dict()
+    torch.save({"model": sd, "model_ema": sd}, tmp_path / "both.pth")
+    assert_one_line_error(invoke("inspect", tmp_path / "both.pth"), "2 candidate state dicts", "--state-key")
+    result = invoke("inspect", tmp_path / "both.pth", "--state-key", "model_ema")
+    assert result.exit_code == 0 and "took the state dict from entry 'model_ema'" in result.output
