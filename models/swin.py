@@ -1,4 +1,4 @@
-"""Swin Transformer (Liu et al. 2021) and Swin with ACmix (Pan et al. 2022), our own code.
+"""Swin Transformer (Liu et al. 2021) and Swin with ACmix (Pan et al. 2022), our own code (docs/design.md#acmix-swin).
 
 The module tree, state-dict keys and shapes are those of
 microsoft/Swin-Transformer's ``SwinTransformer`` and of LeapLabTHU/ACmix's

@@ -39,7 +39,7 @@ def test_acmix_swin_exports_standard_ops_with_dynamic_batch(tmp_path):
     assert any("height, width static (Swin's window partition and shift masks" in n for n in report.notes)
     assert any("dynamic axes: batch" in line for line in report.format_lines())
     # one more batch size in onnxruntime than the export checked
-    from xvdeploy.export.onnx_export import ort_session
+    from xvdeploy.export.onnxfile import ort_session
 
     x = np.random.default_rng(3).standard_normal((5, 3, 16, 16), dtype=np.float32)
     with torch.no_grad():

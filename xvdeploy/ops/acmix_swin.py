@@ -1,4 +1,4 @@
-"""Swin window attention, plain and with ACmix, and their fold (docs/design.md, ACmix).
+"""Swin window attention, plain and with ACmix, and their fold (docs/design.md#acmix-swin).
 
 Training form — the state-dict keys and shapes of Swin's ``WindowAttention``
 (microsoft/Swin-Transformer) and of ``WindowAttention_acmix`` (LeapLabTHU/ACmix,
