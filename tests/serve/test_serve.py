@@ -21,9 +21,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from xvdeploy.bench.backends.base import RunnerSpec
-from xvdeploy.bench.backends.ort_backend import OrtRunner
 from xvdeploy.cli import main
+from xvdeploy.export.onnxfile import ort_session
 from xvdeploy.serve.wire import NPY, decode_npy, encode_npy
 from xvdeploy.trt.sidecar import file_sha256
 
@@ -100,8 +99,7 @@ def server(digits_export, tmp_path_factory):
 
 
 def local_run(model: Path, x: np.ndarray) -> np.ndarray:
-    with OrtRunner(RunnerSpec("onnxruntime", "onnx", "fp32", "cpu"), model, threads=1) as runner:
-        return runner.infer(x)
+    return ort_session(model, threads=1).run(None, {"input": x})[0]
 
 
 def test_health_and_metadata(server):

@@ -24,7 +24,7 @@ def one_line_error(args, *fragments):
 
 def test_bad_requests_are_refused_before_ray_starts(tmp_path, make_net):
     net = make_net()
-    one_line_error([tmp_path / "missing.onnx"], "does not exist")
+    one_line_error([tmp_path / "missing.onnx"], "no such file")
     plan = tmp_path / "m.plan"
     plan.write_bytes(b"x")
     one_line_error([plan], "runs ONNX files")

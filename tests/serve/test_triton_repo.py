@@ -147,9 +147,9 @@ def test_parse_instances():
 
 def test_engine_config_carries_profiles_batch_limit_and_plugin_note(make_net, tmp_path):
     """The config of a plan from its build record (the record as 'xvdeploy build' writes it; no engine needed)."""
-    from xvdeploy.serve.signature import read_signature
+    from xvdeploy.export.onnxfile import read_header
 
-    sig = read_signature(make_net())
+    sig = read_header(make_net())
     record = EngineRecord(
         tensorrt_version="10.8.0.43", gpu_name="NVIDIA H100 80GB HBM3", compute_capability="9.0", precision="fp16",
         profiles=[{"x": {"min": [1, 3, 32, 32], "opt": [4, 3, 32, 32], "max": [16, 3, 32, 32]}},

@@ -38,7 +38,7 @@ class TritonRequest:
 
     def check(self, model_path, onnx_path=None, pssa_plugin: bool = False) -> None:
         """Before ``model_path`` is written (``onnx_path``: its ONNX source, whose inputs are known already)."""
-        from xvdeploy.serve.signature import read_signature
+        from xvdeploy.export.onnxfile import read_header
         from xvdeploy.serve.triton_repo import PLAN_SUFFIXES, check_repository, model_name
 
         if pssa_plugin:
@@ -46,8 +46,8 @@ class TritonRequest:
                                 "Python op, which Triton's onnxruntime backend does not load; export without "
                                 "--pssa-plugin for Triton")
         kind = "plan" if str(model_path).lower().endswith(PLAN_SUFFIXES) else "onnx"
-        sig = read_signature(onnx_path) if onnx_path is not None else None
-        check_repository(self.repo, model_name(model_path, self.options.name), self.options, sig, kind)
+        header = read_header(onnx_path) if onnx_path is not None else None
+        check_repository(self.repo, model_name(model_path, self.options.name), self.options, header, kind)
 
     def write(self, model_path, onnx_path=None) -> None:
         from xvdeploy.serve.triton_repo import write_triton_model

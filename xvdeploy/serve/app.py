@@ -1,8 +1,9 @@
 """``xvdeploy serve``: an ONNX model behind Ray Serve, with dynamic batching, on 127.0.0.1.
 
-One Ray Serve deployment, :class:`ModelServer`, whose replicas each run the
-bench's onnxruntime runner (:class:`~xvdeploy.bench.backends.ort_backend.OrtRunner`,
-CPU or CUDA provider). Requests are gathered by ``@serve.batch`` (up to
+One Ray Serve deployment, :class:`ModelServer`, whose replicas each hold an
+onnxruntime session from the package's one session factory
+(:func:`xvdeploy.export.onnxfile.ort_session`; CPU, or the CUDA provider with
+TF32 off, as the bench's onnxruntime runner uses it). Requests are gathered by ``@serve.batch`` (up to
 ``max_batch`` samples, waiting at most ``batch_wait_ms`` for them), stacked per
 input shape and run as one batch. Routes, under the application's prefix:
 
@@ -31,13 +32,12 @@ from pathlib import Path
 
 import numpy as np
 
-from xvdeploy import __version__
 from xvdeploy._lazy import require
-from xvdeploy.bench.backends.base import RunnerSpec
-from xvdeploy.bench.backends.ort_backend import OrtRunner, ort_support
+from xvdeploy._version import __version__
 from xvdeploy.errors import XVDeployError, first_line
+from xvdeploy.export.onnxfile import (OnnxHeader, device_providers, device_unavailable, ort_session, provider_problem,
+                                      read_header)
 from xvdeploy.fileio import write_bytes_atomic
-from xvdeploy.serve.signature import Signature, read_signature
 from xvdeploy.serve.wire import JSON, InputRule, RequestError, decode_request, encode_response, error_body
 from xvdeploy.trt.sidecar import file_sha256
 
@@ -116,8 +116,12 @@ class ModelServer:
         path = Path(self._tmp.name) / "model.onnx"
         write_bytes_atomic(path, model_bytes)
         threads = self.options.threads or max(1, int(round(self.options.cpus_per_replica)))
-        self.runner = OrtRunner(RunnerSpec("onnxruntime", "onnx", "fp32", self.options.device), path, threads=threads)
-        self.runner.activate()
+        self.session = ort_session(path, device_providers(self.options.device), threads=threads)
+        problem = provider_problem(self.session, self.options.device)
+        if problem:
+            raise RuntimeError(problem)
+        self.input_name = self.session.get_inputs()[0].name
+        self.output_name = self.session.get_outputs()[0].name
         self.rule = InputRule(**info["rule"])
         self.info = dict(info)
         try:
@@ -145,7 +149,7 @@ class ModelServer:
         for shape, idx in groups.items():
             stacked = xs[idx[0]] if len(idx) == 1 else np.concatenate([xs[i] for i in idx])
             try:
-                y = self.runner.infer(stacked)
+                y = self.session.run([self.output_name], {self.input_name: stacked})[0]
             except Exception as exc:  # the input is valid in form but the model cannot run it
                 shown = "x".join(map(str, ("N",) + shape))
                 err = RequestError(f"the model could not run an input of shape {shown}: {first_line(exc)}")
@@ -161,7 +165,7 @@ class ModelServer:
 
     def check_health(self) -> None:
         """Ray Serve's health probe: a replica whose session is gone is restarted."""
-        if not self.runner.is_active:
+        if getattr(self, "session", None) is None:
             raise RuntimeError("the onnxruntime session is not loaded")
 
     async def __call__(self, request):
@@ -202,31 +206,36 @@ class ModelServer:
         body, media = encode_response(y, kind)
         return answer(200, body, media)
 
-    def __del__(self) -> None:
-        runner = getattr(self, "runner", None)
-        if runner is not None:
-            runner.deactivate()
-
 
 # -- the driver ------------------------------------------------------------------------------------------------
-def model_info(model_path: Path, sig: Signature, options: ServeOptions) -> dict:
+FLOAT = 1  # onnx.TensorProto.FLOAT
+
+
+def model_info(model_path: Path, header: OnnxHeader, options: ServeOptions) -> dict:
     """What every replica is told about the model (and answers on ``/metadata``)."""
-    if len(sig.inputs) != 1 or len(sig.outputs) != 1:
-        raise XVDeployError(f"{model_path} has {len(sig.inputs)} inputs and {len(sig.outputs)} outputs; xvdeploy "
-                            "serve runs models with one input and one output (what 'xvdeploy export' writes)")
-    inp, out = sig.inputs[0], sig.outputs[0]
-    if inp.elem_type != "FLOAT" or len(inp.dims) != 4:
-        raise XVDeployError(f"{model_path}: input {inp.describe()}; xvdeploy serve runs models with one float32 "
-                            "N×C×H×W input (what 'xvdeploy export' writes)")
-    max_batch = options.max_batch if inp.dims[0] < 0 else inp.dims[0]
-    rule = InputRule(inp.name, "float32", inp.dims, max_batch, int(options.max_request_mb * (1 << 20)))
+    if len(header.inputs) != 1 or len(header.outputs) != 1:
+        raise XVDeployError(f"{model_path} has {len(header.inputs)} inputs and {len(header.outputs)} outputs; "
+                            "xvdeploy serve runs models with one input and one output (what 'xvdeploy export' writes)")
+    (name, dims), = header.inputs.items()
+    if header.input_types[name] != FLOAT or len(dims) != 4:
+        raise XVDeployError(f"{model_path}: input {name!r} is not a float32 N×C×H×W tensor; xvdeploy serve runs "
+                            "models with one float32 N×C×H×W input (what 'xvdeploy export' writes)")
+    if header.plugin:
+        raise XVDeployError(f"{model_path} holds PSSA plugin nodes ('export --pssa-plugin'); serve the standard-op "
+                            "export (without --pssa-plugin)")
+    type_name = require("onnx", "Reading ONNX files").TensorProto.DataType.Name
+    max_batch = options.max_batch if dims[0] < 0 else dims[0]
+    rule = InputRule(name, "float32", dims, max_batch, int(options.max_request_mb * (1 << 20)))
+    example = header.example_shape()
     return {
         "model": options.name or model_path.stem,
         "file": model_path.name,
         "sha256": file_sha256(model_path),
-        "inputs": [{"name": t.name, "type": t.elem_type, "dims": list(t.dims)} for t in sig.inputs],
-        "outputs": [{"name": t.name, "type": t.elem_type, "dims": list(t.dims)} for t in sig.outputs],
-        "example_shape": sig.meta("xvdeploy.input_shape"),
+        "inputs": [{"name": n, "type": type_name(header.input_types[n]), "dims": list(d)}
+                   for n, d in header.inputs.items()],
+        "outputs": [{"name": n, "type": type_name(header.output_types[n]), "dims": list(d)}
+                    for n, d in header.outputs.items()],
+        "example_shape": "x".join(map(str, example)) if example else None,
         "backend": "onnxruntime",
         "device": options.device,
         "max_batch": max_batch,
@@ -299,9 +308,8 @@ def start(model: str | os.PathLike, options: ServeOptions = ServeOptions(), addr
     if model.suffix.lower() != ".onnx":
         raise XVDeployError(f"{model}: xvdeploy serve runs ONNX files (onnxruntime); expected a .onnx file such as "
                             "'xvdeploy export' writes")
-    sig = read_signature(model)
-    info = model_info(model, sig, options)
-    reason = ort_support("fp32", options.device)
+    info = model_info(model, read_header(model), options)
+    reason = device_unavailable(options.device)
     if reason and address is None:  # on a cluster the replicas' nodes decide
         raise XVDeployError(f"--device {options.device}: {reason}")
     _check_port(options.port)

@@ -30,10 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
-from xvdeploy.bench.backends.base import RunnerSpec
-from xvdeploy.bench.backends.ort_backend import OrtRunner
-from xvdeploy.bench.metrics import TOLERANCES, latency_stats, parity
 from xvdeploy.errors import XVDeployError, first_line
+from xvdeploy.export.onnxfile import ort_session
+from xvdeploy.metrics import TOLERANCES, latency_stats, parity
 from xvdeploy.serve.wire import NPY, decode_npy, encode_npy
 from xvdeploy.trt.sidecar import file_sha256
 
@@ -287,8 +286,9 @@ def run_loadtest(url: str, model: str | os.PathLike, spec: LoadSpec = LoadSpec()
     rng = np.random.default_rng(spec.seed)
     inputs = [rng.standard_normal(shape).astype(np.float32) for _ in range(spec.distinct_inputs)]
     bodies = [encode_npy(x) for x in inputs]
-    with OrtRunner(RunnerSpec("onnxruntime", "onnx", "fp32", "cpu"), model, threads=1) as local:
-        refs = [local.infer(x) for x in inputs]
+    local = ort_session(model, threads=1)
+    refs = [local.run(None, {local.get_inputs()[0].name: x})[0] for x in inputs]
+    del local
     say(f"reference outputs: {len(refs)} inputs of {'x'.join(map(str, shape))} run locally in onnxruntime")
 
     t0 = time.perf_counter()

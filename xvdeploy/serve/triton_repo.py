@@ -30,11 +30,11 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from xvdeploy import __version__
+from xvdeploy._version import __version__
 from xvdeploy._lazy import require
 from xvdeploy.errors import XVDeployError, first_line
 from xvdeploy.fileio import atomic_path, write_text_atomic
-from xvdeploy.serve.signature import Signature, TensorSpec, read_signature
+from xvdeploy.export.onnxfile import OnnxHeader, read_header
 from xvdeploy.trt.builder import DEFAULT_MAX_BATCH
 from xvdeploy.trt.shapes import Profile, profiles_from_json
 from xvdeploy.trt.sidecar import EngineRecord, file_sha256, read_sidecar, sidecar_path
@@ -104,7 +104,7 @@ def model_name(model_path: str | os.PathLike, name: str | None = None) -> str:
 
 
 def check_repository(repo: str | os.PathLike, name: str, options: TritonOptions = TritonOptions(),
-                     sig: Signature | None = None, kind: str | None = None) -> Path:
+                     header: OnnxHeader | None = None, kind: str | None = None) -> Path:
     """Validate where a model goes before anything is built: the repository folder (created if only it
     is missing), the model folder, an explicitly requested version and, given the model's signature and
     kind, that an existing model there has the same platform, inputs and outputs; returns the model folder."""
@@ -134,8 +134,9 @@ def check_repository(repo: str | os.PathLike, name: str, options: TritonOptions 
         raise XVDeployError(f"instance kind {options.instance_kind!r}: expected one of {', '.join(INSTANCE_KINDS)}")
     if (model_dir / CONFIG).is_file():
         existing = read_config((model_dir / CONFIG).read_text(encoding="utf-8"), model_dir / CONFIG)
-        if sig is not None and kind is not None:
-            probe = build_config(sig, kind, name, max_batch_size=existing.max_batch_size if sig.batch_dynamic else 0)
+        if header is not None and kind is not None:
+            probe = build_config(header, kind, name,
+                                 max_batch_size=existing.max_batch_size if _batch_dynamic(header) else 0)
             if _signature_of(existing) != _signature_of(probe):
                 raise XVDeployError(f"{model_dir} already holds a model of another kind or shape "
                                     f"({_describe(existing)}); this one is {_describe(probe)}: choose another "
@@ -163,13 +164,33 @@ def read_config(text: str, source: str | os.PathLike = CONFIG):
     return config
 
 
-def _add_tensor(collection, spec: TensorSpec, batched: bool) -> None:
-    if spec.elem_type not in ONNX_TO_TRITON:
-        raise XVDeployError(f"{spec.name!r} has ONNX type {spec.elem_type}, which Triton has no data type for")
-    dims = list(spec.dims[1:] if batched else spec.dims)
+def _type_name(elem_type: int) -> str:
+    """``1`` → ``"FLOAT"`` (onnx.TensorProto's data type names)."""
+    onnx = require("onnx", "Reading ONNX files")
+    try:
+        return onnx.TensorProto.DataType.Name(elem_type)
+    except ValueError:
+        return f"UNDEFINED({elem_type})"
+
+
+def _batch_dynamic(header: OnnxHeader) -> bool:
+    """Whether every input and output has a dynamic first dimension (a batch Triton may stack)."""
+    dims = list(header.inputs.values()) + list(header.outputs.values())
+    return bool(dims) and all(d and d[0] < 0 for d in dims)
+
+
+def _describe_inputs(header: OnnxHeader) -> str:
+    return ", ".join(f"{n} {'x'.join(str(d) if d >= 0 else '?' for d in dims)}" for n, dims in header.inputs.items())
+
+
+def _add_tensor(collection, name: str, elem_type: int, dims: tuple[int, ...], batched: bool) -> None:
+    type_name = _type_name(elem_type)
+    if type_name not in ONNX_TO_TRITON:
+        raise XVDeployError(f"{name!r} has ONNX type {type_name}, which Triton has no data type for")
+    dims = list(dims[1:] if batched else dims)
     entry = collection.add()
-    entry.name = spec.name
-    entry.data_type = _pb().DataType.Value(ONNX_TO_TRITON[spec.elem_type])
+    entry.name = name
+    entry.data_type = _pb().DataType.Value(ONNX_TO_TRITON[type_name])
     if dims:
         entry.dims.extend(dims)
     else:  # a scalar per sample: Triton needs at least one dimension; reshape drops it again
@@ -187,7 +208,7 @@ def _preferred(max_batch: int, given: tuple[int, ...] | None) -> list[int]:
     return sorted({max(1, max_batch // 2), max_batch})
 
 
-def build_config(sig: Signature, kind: str, name: str, *, max_batch_size: int,
+def build_config(header: OnnxHeader, kind: str, name: str, *, max_batch_size: int,
                  options: TritonOptions = TritonOptions(), profiles: int = 0):
     """The ``ModelConfig`` message for a model of ``kind`` (``onnx`` or ``plan``)."""
     pb = _pb()
@@ -195,10 +216,10 @@ def build_config(sig: Signature, kind: str, name: str, *, max_batch_size: int,
     config = pb.ModelConfig(name=name, platform=platform, max_batch_size=max_batch_size,
                             default_model_filename=filename)
     batched = max_batch_size > 0
-    for spec in sig.inputs:
-        _add_tensor(config.input, spec, batched)
-    for spec in sig.outputs:
-        _add_tensor(config.output, spec, batched)
+    for name, dims in header.inputs.items():
+        _add_tensor(config.input, name, header.input_types[name], dims, batched)
+    for name, dims in header.outputs.items():
+        _add_tensor(config.output, name, header.output_types[name], dims, batched)
     if batched:
         config.dynamic_batching.preferred_batch_size.extend(_preferred(max_batch_size, options.preferred_batch_sizes))
         config.dynamic_batching.max_queue_delay_microseconds = options.max_queue_delay_us
@@ -236,23 +257,23 @@ def _describe(config) -> str:
 
 
 # -- onnx / plan ---------------------------------------------------------------------------------------------
-def _onnx_batch(sig: Signature, options: TritonOptions) -> int:
-    if not sig.batch_dynamic:
+def _onnx_batch(header: OnnxHeader, options: TritonOptions) -> int:
+    if not _batch_dynamic(header):
         if options.max_batch_size:
-            raise XVDeployError(f"the model's batch dimension is fixed ({', '.join(t.describe() for t in sig.inputs)}); "
+            raise XVDeployError(f"the model's batch dimension is fixed ({_describe_inputs(header)}); "
                                 "Triton can batch only a model exported with a dynamic batch "
                                 "(export without --static), so max_batch_size must be 0")
         return 0
     return DEFAULT_MAX_BATCH if options.max_batch_size is None else options.max_batch_size
 
 
-def _plan_batch(sig: Signature, profiles: list[Profile], options: TritonOptions, notes: list[str]) -> int:
+def _plan_batch(header: OnnxHeader, profiles: list[Profile], options: TritonOptions, notes: list[str]) -> int:
     """The largest batch every profile accepts (and a note where a profile's smallest batch is above 1)."""
-    if not sig.batch_dynamic or not profiles:
+    if not _batch_dynamic(header) or not profiles:
         if options.max_batch_size:
             raise XVDeployError("the engine has a fixed batch dimension; its max_batch_size must be 0")
         return 0
-    names = [t.name for t in sig.inputs]
+    names = list(header.inputs)
     limit = min(p[n].max[0] for p in profiles for n in names if n in p)
     smallest = max(p[n].min[0] for p in profiles for n in names if n in p)
     if smallest > 1:
@@ -281,18 +302,19 @@ def plan_notes(record: EngineRecord) -> list[str]:
     return notes
 
 
-def onnx_model_config(sig: Signature, name: str, options: TritonOptions = TritonOptions()):
+def onnx_model_config(header: OnnxHeader, name: str, options: TritonOptions = TritonOptions()):
     """The ``ModelConfig`` of an ONNX model (platform ``onnxruntime_onnx``) and its notes."""
-    return build_config(sig, "onnx", name, max_batch_size=_onnx_batch(sig, options), options=options), []
+    return build_config(header, "onnx", name, max_batch_size=_onnx_batch(header, options), options=options), []
 
 
-def plan_model_config(sig: Signature, record: EngineRecord, name: str, options: TritonOptions = TritonOptions()):
-    """The ``ModelConfig`` of a TensorRT engine (``tensorrt_plan``) built from the ONNX model of ``sig``, as its
-    build record describes it (profiles, TensorRT version, plugin), and its notes."""
+def plan_model_config(header: OnnxHeader, record: EngineRecord, name: str, options: TritonOptions = TritonOptions()):
+    """The ``ModelConfig`` of a TensorRT engine (``tensorrt_plan``) built from the ONNX model of ``header``, as
+    its build record describes it (profiles, TensorRT version, plugin), and its notes."""
     profiles = profiles_from_json(record.profiles)
     notes = plan_notes(record)
-    max_batch = _plan_batch(sig, profiles, options, notes)
-    return build_config(sig, "plan", name, max_batch_size=max_batch, options=options, profiles=len(profiles)), notes
+    max_batch = _plan_batch(header, profiles, options, notes)
+    return build_config(header, "plan", name, max_batch_size=max_batch, options=options,
+                        profiles=len(profiles)), notes
 
 
 def write_triton_model(repo: str | os.PathLike, model: str | os.PathLike, options: TritonOptions = TritonOptions(),
@@ -321,17 +343,18 @@ def write_triton_model(repo: str | os.PathLike, model: str | os.PathLike, option
         if record.onnx_sha256 and file_sha256(source) != record.onnx_sha256:
             raise XVDeployError(f"{source} is not the ONNX file engine {model} was built from (its SHA-256 differs "
                                 "from the build record); give the file it was built from, or rebuild")
-        config, notes = plan_model_config(read_signature(source), record, name, options)
+        config, notes = plan_model_config(read_header(source), record, name, options)
     else:
-        sig = read_signature(model)
-        if sig.custom_domains:
-            raise XVDeployError(f"{model} uses operators of the domain(s) {', '.join(sig.custom_domains)} (e.g. the "
+        header = read_header(model)
+        custom = sorted({domain for domain, _ in header.custom_ops} - {"ai.onnx.ml"})
+        if custom:
+            raise XVDeployError(f"{model} uses operators of the domain(s) {', '.join(custom)} (e.g. the "
                                 "PSSA plugin node of 'export --pssa-plugin'), which Triton's onnxruntime backend "
                                 "does not have; export without --pssa-plugin for Triton")
-        if sig.external_data:
+        if header.external_data:
             raise XVDeployError(f"{model} keeps its weights in external data files; Triton's repository needs "
                                 "one self-contained model.onnx: export it without external data")
-        config, notes = onnx_model_config(sig, name, options)
+        config, notes = onnx_model_config(header, name, options)
     text = config_text(config, notes)
     read_config(text, "the generated configuration")  # it must parse with the schema it was built from
 
