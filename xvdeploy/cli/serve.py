@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from xvdeploy.serve.app import DEFAULT_PORT, DEVICES
+from xvdeploy.serve.app import DEFAULT_PORT, DEVICES, PROXY_LOCATIONS
 
 
 @click.command("serve")
@@ -31,13 +31,17 @@ from xvdeploy.serve.app import DEFAULT_PORT, DEVICES
 @click.option("--max-request-mb", type=click.FloatRange(min=0, min_open=True), default=16.0,
               help="Largest request body.")
 @click.option("--name", default=None, help="Ray Serve application name  [default: the file's stem]")
+@click.option("--route-prefix", default="/", help="Where the routes start (/healthz, /metadata, /predict below it).")
+@click.option("--proxy-location", type=click.Choice(PROXY_LOCATIONS), default="EveryNode",
+              help="Ray Serve's HTTP proxies (127.0.0.1 on each node): on every node of the cluster or the head only.")
 @click.option("--address", default=None, metavar="ADDR",
               help="Join a running Ray cluster ('auto' or HOST:PORT from 'ray start --head') instead of "
                    "starting a local one.")
 @click.option("--verbose", is_flag=True, help="Show Ray's and the replicas' logs.")
 def serve(model: Path, port: int, replicas: str, max_replicas: int | None, max_batch: int, batch_wait_ms: float,
           device: str, cpus_per_replica: float, gpus_per_replica: float, threads: int | None,
-          max_request_mb: float, name: str | None, address: str | None, verbose: bool) -> None:
+          max_request_mb: float, name: str | None, route_prefix: str, proxy_location: str, address: str | None,
+          verbose: bool) -> None:
     """Serve MODEL (an ONNX file) over HTTP with Ray Serve: dynamic batching, replicas, a health route.
 
     Routes: GET /healthz, GET /metadata, POST /predict (an application/x-npy
@@ -50,7 +54,7 @@ def serve(model: Path, port: int, replicas: str, max_replicas: int | None, max_b
     options = ServeOptions(replicas=parse_replicas(replicas), max_replicas=max_replicas, max_batch=max_batch,
                            batch_wait_ms=batch_wait_ms, device=device, cpus_per_replica=cpus_per_replica,
                            gpus_per_replica=gpus_per_replica, threads=threads, max_request_mb=max_request_mb,
-                           port=port, name=name)
+                           port=port, name=name, route_prefix=route_prefix, proxy_location=proxy_location)
     click.echo(f"starting Ray Serve for {model} ({'a local Ray instance' if address is None else address}) …",
                err=True)
     server = start(model, options, address=address, verbose=verbose)
@@ -64,7 +68,7 @@ def serve(model: Path, port: int, replicas: str, max_replicas: int | None, max_b
         click.echo(f"serving {model} as '{server.name}': {count} replica(s), {device}, max batch "
                    f"{server.info['max_batch']}, batch wait {batch_wait_ms:g} ms")
         click.echo(f"  POST {server.predict_url}   (application/x-npy or application/json)")
-        click.echo(f"  GET  {server.url}healthz   GET {server.url}metadata")
+        click.echo(f"  GET  {server.url}healthz   GET  {server.url}metadata")
         click.echo("Ctrl-C stops", err=True)
         while True:
             time.sleep(3600)

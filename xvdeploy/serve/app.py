@@ -25,6 +25,7 @@ import collections
 import json
 import os
 import socket
+import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -44,6 +45,7 @@ from xvdeploy.trt.sidecar import file_sha256
 HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 DEVICES = ("cpu", "cuda")
+PROXY_LOCATIONS = ("EveryNode", "HeadOnly")
 #: the deployment's name inside the application
 DEPLOYMENT = "XVDeployModel"
 
@@ -63,6 +65,8 @@ class ServeOptions:
     max_request_mb: float = 16.0
     port: int = DEFAULT_PORT
     name: str | None = None  # Ray Serve application name; default: the file's stem
+    route_prefix: str = "/"  # where the application's routes start (several applications share the port)
+    proxy_location: str = "EveryNode"  # Ray Serve HTTP proxies: on every node, or on the head node only
 
     def validate(self) -> None:
         if self.replicas is not None and self.replicas < 1:
@@ -83,6 +87,10 @@ class ServeOptions:
             raise XVDeployError(f"--max-request-mb must be positive, got {self.max_request_mb}")
         if not 1 <= self.port <= 65535:
             raise XVDeployError(f"--port must be 1 to 65535, got {self.port}")
+        if not self.route_prefix.startswith("/"):
+            raise XVDeployError(f"--route-prefix must start with '/', got {self.route_prefix!r}")
+        if self.proxy_location not in PROXY_LOCATIONS:
+            raise XVDeployError(f"--proxy-location {self.proxy_location!r}: expected one of {', '.join(PROXY_LOCATIONS)}")
 
     @property
     def max_ongoing_requests(self) -> int:
@@ -128,7 +136,11 @@ class ModelServer:
             replica_id = serve.get_replica_context().replica_id.unique_id
         except Exception:  # outside a Serve replica (a direct test)
             replica_id = "local"
-        self.info.update(replica=replica_id, pid=os.getpid(), host=socket.gethostname(), started=started)
+        try:
+            node = require("ray", "xvdeploy serve").get_runtime_context().get_node_id()
+        except Exception:
+            node = None
+        self.info.update(replica=replica_id, pid=os.getpid(), host=socket.gethostname(), node=node, started=started)
         self.counts = {"requests": 0, "samples": 0, "runs": 0}  # runs: session calls (batches)
         self.batched = self.rule.dims[0] < 0 and self.options.max_batch > 1
         if self.batched:
@@ -281,8 +293,9 @@ class Server:
     """A running deployment (what :func:`start` returns and :func:`stop` ends)."""
 
     name: str
-    url: str
-    started_ray: bool
+    url: str  # the application's base URL, ending in "/"
+    started_ray: bool  # a local Ray instance began for it (stop ends it)
+    connected: bool  # start() connected this process to Ray (stop disconnects)
     options: ServeOptions
     info: dict
 
@@ -301,64 +314,71 @@ def _check_port(port: int) -> None:
 
 def start(model: str | os.PathLike, options: ServeOptions = ServeOptions(), address: str | None = None,
           verbose: bool = False) -> Server:
-    """Serve ``model`` (an ONNX file); returns once every replica answers. ``address``: a running Ray
-    cluster (``auto``, ``HOST:PORT``); default: a new local one, ended by :func:`stop`."""
+    """Serve ``model`` (an ONNX file); returns once every replica answers.
+
+    ``address``: a running Ray cluster (``auto``, ``HOST:PORT``); default: a new
+    local instance, ended by :func:`stop`. A process already connected to Ray
+    (an earlier :func:`start`) adds this application beside the others (same
+    port, its own ``route_prefix``).
+    """
     model = Path(model)
     options.validate()
     if model.suffix.lower() != ".onnx":
         raise XVDeployError(f"{model}: xvdeploy serve runs ONNX files (onnxruntime); expected a .onnx file such as "
                             "'xvdeploy export' writes")
     info = model_info(model, read_header(model), options)
-    reason = device_unavailable(options.device)
-    if reason and address is None:  # on a cluster the replicas' nodes decide
-        raise XVDeployError(f"--device {options.device}: {reason}")
-    _check_port(options.port)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage report leaves the machine
-    if address is None:
+    if address is None and "ray" not in sys.modules:
         # A local instance talks over loopback: Ray otherwise registers the node under its outward address
         # (ray_constants.ENABLE_RAY_CLUSTER, read when ray is imported; on Linux this switch is its only use).
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     ray = require("ray", "xvdeploy serve")
+    connect = not ray.is_initialized()
+    local = connect and address is None
+    reason = device_unavailable(options.device)
+    if reason and local:  # on a cluster the replicas' nodes decide
+        raise XVDeployError(f"--device {options.device}: {reason}")
+    if local:
+        _check_port(options.port)
     serve = require("ray.serve", "xvdeploy serve")
-    quiet = "info" if verbose else "warning"
+    level = "INFO" if verbose else "WARNING"
     if not verbose:
         import logging
 
         logging.getLogger("ray.serve").setLevel(logging.WARNING)
-    if address is None:
+    if local:
         ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=verbose,
-                 logging_level=quiet, object_store_memory=max(128 << 20, 4 * model.stat().st_size),
+                 logging_level=level.lower(), object_store_memory=max(128 << 20, 4 * model.stat().st_size),
                  _node_ip_address=HOST)
-    else:
-        ray.init(address=address, log_to_driver=verbose, logging_level=quiet)
+    elif connect:
+        ray.init(address=address, log_to_driver=verbose, logging_level=level.lower())
     name = info["model"]
+    server = Server(name, f"http://{HOST}:{options.port}{options.route_prefix.rstrip('/')}/", local, connect,
+                    options, info)
     try:
         resources = ray.cluster_resources()
         kwargs = deployment_options(options, resources.get("CPU", 0), resources.get("GPU", 0))
-        serve.start(http_options={"host": HOST, "port": options.port},
-                    logging_config={"log_level": "INFO" if verbose else "WARNING"})
+        serve.start(http_options={"host": HOST, "port": options.port}, proxy_location=options.proxy_location,
+                    logging_config={"log_level": level})
         app = serve.deployment(**kwargs)(ModelServer).bind(model.read_bytes(), info, asdict(options))
-        serve.run(app, name=name, route_prefix="/", logging_config={"log_level": "INFO" if verbose else "WARNING"})
+        serve.run(app, name=name, route_prefix=options.route_prefix, logging_config={"log_level": level})
     except BaseException as exc:
-        _shutdown(ray, serve, name, address is None)
+        stop(server)
         if isinstance(exc, XVDeployError) or not isinstance(exc, Exception):
             raise
         raise XVDeployError(f"Ray Serve could not start {model}: {first_line(exc)}") from exc
-    return Server(name, f"http://{HOST}:{options.port}/", address is None, options, info)
+    return server
 
 
 def stop(server: Server) -> None:
-    """End the deployment (and the local Ray instance :func:`start` began)."""
+    """End the application (and the local Ray instance, or the connection, :func:`start` began for it)."""
     ray = require("ray", "xvdeploy serve")
     serve = require("ray.serve", "xvdeploy serve")
-    _shutdown(ray, serve, server.name, server.started_ray)
-
-
-def _shutdown(ray, serve, name: str, local: bool) -> None:
     try:
-        if local:
+        if server.started_ray:
             serve.shutdown()
         elif ray.is_initialized():
-            serve.delete(name)
+            serve.delete(server.name)
     finally:
-        ray.shutdown()
+        if server.connected:
+            ray.shutdown()
