@@ -186,7 +186,8 @@ class ModelServer:
         def answer(status: int, payload: dict | bytes, media: str = JSON) -> Response:
             body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
             return Response(body, status_code=status, media_type=media,
-                            headers={"x-xvdeploy-replica": str(self.info["replica"])})
+                            headers={"x-xvdeploy-replica": str(self.info["replica"]),
+                                     "x-xvdeploy-node": str(self.info["node"])})
 
         root = request.scope.get("root_path", "")
         path = request.url.path[len(root):] if root and request.url.path.startswith(root) else request.url.path

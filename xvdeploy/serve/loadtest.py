@@ -122,6 +122,7 @@ class Sample:
     rel_l2: float | None = None
     replica: str | None = None
     error: str | None = None
+    node: str | None = None  # the Ray node of the replica that answered
 
 
 @dataclass
@@ -158,6 +159,7 @@ class Level:
             "p50_ms": lat["p50"], "p90_ms": lat["p90"], "p99_ms": lat["p99"], "wall_s": self.wall_s,
             "max_rel_l2": max(rel) if rel else None,
             "replicas_seen": len({s.replica for s in ok if s.replica}),
+            "nodes_seen": len({s.node for s in ok if s.node}),
             "error_kinds": sorted({s.error for s in self.samples if s.error})[:5],
         }
 
@@ -344,7 +346,7 @@ def run_loadtest(url: str, model: str | os.PathLike, spec: LoadSpec = LoadSpec()
                             ok = y.shape == refs[k].shape
                             rel = parity(y, refs[k])["rel_l2"] if ok else float("inf")
                             sample = Sample(begin, end, True, bool(ok and rel <= TOLERANCE), rel,
-                                            headers.get("x-xvdeploy-replica"))
+                                            headers.get("x-xvdeploy-replica"), node=headers.get("x-xvdeploy-node"))
                     with lock:
                         level.samples.append(sample)
                         state["done"] += 1
