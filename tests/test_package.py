@@ -6,7 +6,7 @@ import sys
 BLOCK_EXTRAS = (
     "import sys\n"
     "for name in ('onnx', 'onnxscript', 'onnxruntime', 'onnxruntime_extensions', 'tensorrt', 'triton',\n"
-    "             'matplotlib', 'PIL', 'sklearn', 'rich'):\n"
+    "             'matplotlib', 'PIL', 'sklearn', 'rich', 'ray', 'tritonclient'):\n"
     "    sys.modules[name] = None  # any import of them now raises ImportError\n"
 )
 

@@ -1,38 +1,13 @@
-"""Parity and latency statistics of one bench result."""
+"""Parity and latency statistics of one bench result, and its PASS/FAIL status.
+
+``TOLERANCES``, ``parity`` and ``latency_stats`` live in :mod:`xvdeploy.metrics` (shared with
+``xvdeploy loadtest``) and are re-exported here.
+"""
 from __future__ import annotations
 
-import numpy as np
+from xvdeploy.metrics import TOLERANCES, latency_stats, parity
 
-#: rel-L2 tolerance against the float32 training form, per precision
-TOLERANCES = {"fp32": 1e-5, "tf32": 1e-3, "fp16": 1e-2, "bf16": 1e-2}
-
-
-def parity(y: np.ndarray, ref: np.ndarray, classifier: bool = True) -> dict:
-    """``max_abs``, ``rel_l2``, ``cosine`` and (classifiers) ``top1_agreement`` of ``y`` against ``ref``."""
-    y64, r64 = y.astype(np.float64).reshape(len(y), -1), ref.astype(np.float64).reshape(len(ref), -1)
-    if not (np.isfinite(y64).all() and np.isfinite(r64).all()):  # no metric means anything: say so in every one
-        nan = float("nan")
-        return {"max_abs": nan, "rel_l2": nan, "cosine": nan, "top1_agreement": None if not classifier else nan}
-    diff = y64 - r64
-    ref_norm = float(np.linalg.norm(r64))
-    out = {
-        "max_abs": float(np.abs(diff).max()) if diff.size else 0.0,
-        "rel_l2": float(np.linalg.norm(diff) / ref_norm) if ref_norm > 0 else float(np.linalg.norm(diff)),
-        "cosine": float((y64 * r64).sum() / (np.linalg.norm(y64) * ref_norm)) if ref_norm > 0 else 1.0,
-        "top1_agreement": None,
-    }
-    if classifier and y64.ndim == 2 and y64.shape[1] > 1:
-        out["top1_agreement"] = float(np.mean(y64.argmax(1) == r64.argmax(1)))
-    return out
-
-
-def latency_stats(times_ms: list[float]) -> dict:
-    """p50/p90/p99/mean/min/max in milliseconds."""
-    t = np.asarray(times_ms, dtype=np.float64)
-    if t.size == 0:
-        return {k: None for k in ("p50", "p90", "p99", "mean", "min", "max")}
-    return {"p50": float(np.percentile(t, 50)), "p90": float(np.percentile(t, 90)),
-            "p99": float(np.percentile(t, 99)), "mean": float(t.mean()), "min": float(t.min()), "max": float(t.max())}
+__all__ = ["TOLERANCES", "latency_stats", "parity", "status"]
 
 
 def status(parity_result: dict | None, precision: str, accuracy: float | None = None,

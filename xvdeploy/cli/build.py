@@ -5,6 +5,7 @@ from pathlib import Path
 
 import click
 
+from xvdeploy.cli.options import triton_options
 from xvdeploy.trt.builder import PRECISIONS, BuildSettings, build_engine
 from xvdeploy.trt.shapes import build_profiles
 
@@ -34,13 +35,18 @@ def _echo_err(line: str) -> None:
               help="TensorRT builder optimization level (higher: slower build, maybe faster engine).")
 @click.option("--pssa-plugin", is_flag=True, help="Register the PSSA TensorRT plugin before parsing.")
 @click.option("--verbose", is_flag=True, help="Show TensorRT's full log.")
+@triton_options
 def build(model: Path, output: Path, precision: str, min_shapes: tuple[str, ...], opt_shapes: tuple[str, ...],
           max_shapes: tuple[str, ...], workspace: int | None, timing_cache: Path | None, opt_level: int,
-          pssa_plugin: bool, verbose: bool) -> None:
+          pssa_plugin: bool, verbose: bool, triton) -> None:
     """Build a TensorRT engine (plan) from MODEL.onnx, for this GPU and TensorRT version."""
     settings = BuildSettings(precision, build_profiles(min_shapes, opt_shapes, max_shapes), workspace, opt_level,
                              pssa_plugin)
+    if triton is not None:
+        triton.check(output, onnx_path=model)
     record = build_engine(model, output, settings, timing_cache=timing_cache, verbose=verbose, progress=_echo_err)
     size_mib = output.stat().st_size / (1 << 20)
     click.echo(f"wrote {output} ({size_mib:.1f} MiB, {precision}, TensorRT {record.tensorrt_version}, "
                f"{record.gpu_name}, {record.build_seconds:.1f} s) and {output}.json")
+    if triton is not None:
+        triton.write(output, onnx_path=model)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from xvdeploy.cli.options import arch_option, echo_unwrapped, model_option, parse_shape, state_key_option
+from xvdeploy.cli.options import arch_option, echo_unwrapped, model_option, parse_shape, state_key_option, triton_options
 from xvdeploy.loading import default_input_shape, load_model_source
 
 
@@ -32,9 +32,10 @@ from xvdeploy.loading import default_input_shape, load_model_source
 @arch_option
 @model_option
 @state_key_option
+@triton_options
 def export(source: str, output: Path, input_shape: str | None, dynamic: str, static: bool, opset: int, no_fold: bool,
            pssa_plugin: bool, simplify: bool, check: bool, compare: bool, force: bool, report_path: Path | None,
-           arch: str | None, model_factory: str | None, state_key: str | None) -> None:
+           arch: str | None, model_factory: str | None, state_key: str | None, triton) -> None:
     """Export IN (a checkpoint, training or folded form, or a zoo name) to ONNX.
 
     A training form is folded first unless --no-fold. The graph uses only
@@ -54,6 +55,8 @@ def export(source: str, output: Path, input_shape: str | None, dynamic: str, sta
     check_output_path(output, source_path, suffixes=(".onnx",))
     if report_path is not None:
         check_output_path(report_path, source_path, output, suffixes=(".json",))
+    if triton is not None:
+        triton.check(output, pssa_plugin=pssa_plugin)
     model, arch_name = load_model_source(source, arch, model_factory, state_key)
     echo_unwrapped(model)
     shape = parse_shape(input_shape) if input_shape else default_input_shape(arch_name)
@@ -77,3 +80,5 @@ def export(source: str, output: Path, input_shape: str | None, dynamic: str, sta
     if source_path is None and zoo.pretrained(source) is None:
         click.echo(f"note: {source} is a zoo architecture with random weights (seed 0, X-volution attention branches at 0.1)")
     click.echo(f"wrote {output}")
+    if triton is not None:
+        triton.write(output)

@@ -58,9 +58,9 @@ def main(ctx: click.Context, debug: bool) -> None:
 
 
 def _add_commands() -> None:
-    from xvdeploy.cli import bench, build, export, fold, inspect, zoo
+    from xvdeploy.cli import bench, build, export, fold, inspect, loadtest, serve, zoo
 
-    for module in (fold, export, build, bench, inspect, zoo):
+    for module in (fold, export, build, bench, inspect, zoo, serve, loadtest):
         main.add_command(getattr(module, module.__name__.rsplit(".", 1)[1]))
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from xvdeploy._lazy import require
+from xvdeploy._lazy import available, require
 from xvdeploy.errors import XVDeployError, first_line
 from xvdeploy.export.census import census
 from xvdeploy.plugins import onnx_node
@@ -45,6 +45,8 @@ class OnnxHeader:
     metadata: dict[str, str]
     opsets: dict[str, int]  # domain ("" = ai.onnx) -> version
     custom_ops: tuple[tuple[str, str], ...] = field(default=())  # (domain, op_type) outside the standard domains
+    output_types: dict[str, int] = field(default_factory=dict)  # onnx.TensorProto element type of each output
+    external_data: bool = False  # weights kept in separate files, which must travel with the model
 
     @property
     def plugin(self) -> bool:
@@ -77,6 +79,8 @@ def header_of(model) -> OnnxHeader:
         metadata={p.key: p.value for p in model.metadata_props},
         opsets={o.domain: o.version for o in model.opset_import},
         custom_ops=custom,
+        output_types={vi.name: vi.type.tensor_type.elem_type for vi in model.graph.output},
+        external_data=any(init.data_location == 1 for init in model.graph.initializer),  # TensorProto.EXTERNAL
     )
 
 
@@ -131,6 +135,43 @@ def load_model(path: str | os.PathLike, external_data: bool = True):
         return _load(str(path), external_data)
     except _NotOnnx as exc:
         raise _not_onnx(path, exc) from None
+
+
+#: onnxruntime's execution provider for each device
+ORT_PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
+
+
+def device_providers(device: str) -> list:
+    """The ``providers`` argument of :func:`ort_session` for ``device`` (``cpu`` or ``cuda``).
+
+    The CUDA provider enables TF32 by default; fp32 means fp32, so it is switched off. (onnxruntime's
+    cuDNN-frontend convolutions may ignore use_tf32 and follow NVIDIA_TF32_OVERRIDE=0 instead, which cuDNN
+    reads when it loads: not set here, as it would also switch off the torch backend's tf32 runs. The fp32
+    parity tolerance, 1e-5, reports it as a FAIL if TF32 slips through.)
+    """
+    if device == "cuda":
+        return [(ORT_PROVIDERS["cuda"], {"device_id": "0", "use_tf32": "0"})]
+    return [ORT_PROVIDERS[device]]
+
+
+def device_unavailable(device: str) -> str | None:
+    """Why onnxruntime cannot run on ``device`` here (not installed, no such provider), or ``None``."""
+    if not available("onnxruntime"):
+        return "onnxruntime is not installed (pip install 'xvdeploy[onnx]')"
+    ort = require("onnxruntime", "The onnxruntime backend")
+    if ORT_PROVIDERS.get(device) not in ort.get_available_providers():
+        return (f"onnxruntime has no {ORT_PROVIDERS.get(device, device)} "
+                "(install onnxruntime-gpu: pip install 'xvdeploy[gpu]')")
+    return None
+
+
+def provider_problem(session: Any, device: str) -> str | None:
+    """Why ``session`` does not run on ``device``'s provider (onnxruntime falls back to the CPU quietly when a
+    provider cannot start, e.g. without cuDNN), or ``None``."""
+    used = session.get_providers()
+    if not used or used[0] != ORT_PROVIDERS[device]:
+        return f"{ORT_PROVIDERS[device]} did not start in onnxruntime (the session runs on {', '.join(used) or 'nothing'})"
+    return None
 
 
 def ort_session(model: str | os.PathLike | bytes | Any, providers: Sequence[Any] | None = None,

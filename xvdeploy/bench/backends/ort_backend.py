@@ -7,21 +7,15 @@ from pathlib import Path
 
 import numpy as np
 
-from xvdeploy._lazy import available
 from xvdeploy.bench.backends.base import BackendUnavailable, Runner, RunnerSpec
-from xvdeploy.export.onnxfile import ort_session
-
-PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
+from xvdeploy.export.onnxfile import device_providers, device_unavailable, ort_session, provider_problem
 
 
 def ort_support(precision: str, device: str, plugin: bool = False) -> str | None:
     """None if onnxruntime can run this precision on this device, else why not."""
-    if not available("onnxruntime"):
-        return "onnxruntime is not installed (pip install 'xvdeploy[onnx]')"
-    import onnxruntime as ort
-
-    if PROVIDERS.get(device) not in ort.get_available_providers():
-        return f"onnxruntime has no {PROVIDERS.get(device, device)} (install onnxruntime-gpu: pip install 'xvdeploy[gpu]')"
+    reason = device_unavailable(device)
+    if reason:
+        return reason
     if plugin and device != "cpu":
         return ("the PSSA plugin node runs in onnxruntime only as onnxruntime-extensions' Python op on the CPU; "
                 "on CUDA run the standard graph, or the plugin graph with --backends tensorrt --pssa-plugin")
@@ -57,21 +51,11 @@ class OrtRunner(Runner):
             self._tmp = tempfile.TemporaryDirectory(prefix="xvdeploy-fp16-")
             path = Path(self._tmp.name) / "fp16.onnx"
             convert_file_to_fp16(self.onnx_path, path)
-        if self.spec.device == "cuda":
-            # The CUDA provider enables TF32 by default; fp32 means fp32. (onnxruntime's cuDNN-frontend
-            # convolutions may ignore use_tf32 and follow NVIDIA_TF32_OVERRIDE=0 instead, which cuDNN reads
-            # when it loads: not set here, as it would also switch off the torch backend's tf32 runs. The
-            # fp32 parity tolerance, 1e-5, reports it as a FAIL if TF32 slips through.)
-            providers: list = [(PROVIDERS["cuda"], {"device_id": "0", "use_tf32": "0"})]
-        else:
-            providers = [PROVIDERS[self.spec.device]]
-        self.session = ort_session(path, providers, threads=self.threads, plugin=self.plugin)
-        used = self.session.get_providers()
-        if not used or used[0] != PROVIDERS[self.spec.device]:
-            # onnxruntime falls back to the CPU quietly when a provider cannot start (e.g. cuDNN missing)
+        self.session = ort_session(path, device_providers(self.spec.device), threads=self.threads, plugin=self.plugin)
+        problem = provider_problem(self.session, self.spec.device)
+        if problem:
             self.deactivate_impl()
-            raise BackendUnavailable("onnxruntime", f"{PROVIDERS[self.spec.device]} did not start in onnxruntime "
-                                                    f"(the session runs on {', '.join(used) or 'nothing'})")
+            raise BackendUnavailable("onnxruntime", problem)
         self.input_name = self.session.get_inputs()[0].name
         self.output_name = self.session.get_outputs()[0].name
         self.binding = None
