@@ -25,15 +25,20 @@ def first_line(exc: BaseException) -> str:
 
 
 class MissingDependencyError(XVDeployError):
-    """An optional dependency is not installed; the message names the extra."""
+    """An optional dependency is not installed (or does not import); the message names the extra or command."""
 
-    def __init__(self, package: str, extra: str, purpose: str) -> None:
-        super().__init__(
-            f"{purpose} needs the '{package}' package, which is not installed; "
-            f"install it with: pip install 'xvdeploy[{extra}]'"
-        )
+    def __init__(self, package: str, extra: str, purpose: str, *, install: str | None = None,
+                 broken: str | None = None) -> None:
+        command = install or f"pip install 'xvdeploy[{extra}]'"
+        if broken:
+            message = f"{purpose} needs the '{package}' package, which is installed but does not import ({broken}); " \
+                      f"reinstall it with: {command}"
+        else:
+            message = f"{purpose} needs the '{package}' package, which is not installed; install it with: {command}"
+        super().__init__(message)
         self.package = package
         self.extra = extra
+        self.install = command
 
 
 class ParityError(XVDeployError):
