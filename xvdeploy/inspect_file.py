@@ -14,6 +14,7 @@ from xvdeploy.errors import XVDeployError
 from xvdeploy.export.census import census, non_standard
 from xvdeploy.export.onnxfile import load_model
 from xvdeploy.format import format_table
+from xvdeploy.trt.report import format_report
 from xvdeploy.trt.sidecar import read_sidecar
 
 
@@ -81,9 +82,15 @@ def inspect_path(path: Path, state_key: str | None = None) -> list[str]:
 
 
 def inspect_engine(path: Path) -> list[str]:
-    """What the sidecar JSON written by ``xvdeploy build`` says about an engine (no TensorRT needed)."""
+    """What the sidecar JSON written by ``xvdeploy build`` says about an engine (no TensorRT needed):
+    flavour, version, where it was built and for which GPUs, what the parser made of the graph, every field."""
     record = read_sidecar(path)
     lines = [f"TensorRT engine {path}, {path.stat().st_size:,} bytes"]
     if record is None:
         return lines + ["  no sidecar JSON beside it (built outside xvdeploy?)"]
-    return lines + [f"  {key} = {json.dumps(value)}" for key, value in asdict(record).items()]
+    lines.append(f"  {record.summary()}")
+    lines += [f"  note: {note}" for note in record.notes]
+    if record.network_report:
+        lines += [f"  {line}" for line in format_report(record.network_report, record.platform.label)]
+    skip = {"network_report", "notes"}
+    return lines + [f"  {key} = {json.dumps(value)}" for key, value in asdict(record).items() if key not in skip]

@@ -53,3 +53,21 @@ def test_default_cache_dir(monkeypatch, tmp_path):
     assert default_cache_dir() == tmp_path / "xdg" / "xvdeploy" / "trt"
     monkeypatch.delenv("XDG_CACHE_HOME")
     assert default_cache_dir() == Path.home() / ".cache" / "xvdeploy" / "trt"
+
+
+def test_key_changes_with_the_flavour_and_rtx_targets():
+    rtx = Platform("1.7.1.116", "none (built without a GPU)", "", "tensorrt-rtx")
+    base = BuildSettings("fp16", flavour="tensorrt-rtx")
+    keys = {cache_key(SHA, base, rtx),
+            cache_key(SHA, BuildSettings("fp16", flavour="tensorrt-rtx", compute_capabilities=("8.6",)), rtx),
+            cache_key(SHA, BuildSettings("fp16", flavour="tensorrt"), platform()),
+            cache_key(SHA, base, Platform("1.7.1.116", "none (built without a GPU)", "", "tensorrt"))}
+    assert len(keys) == 4
+
+
+def test_rtx_has_no_timing_cache_but_a_runtime_cache(tmp_path):
+    from xvdeploy.trt.cache import runtime_cache_path
+
+    rtx = Platform("1.7.1.116", "NVIDIA GeForce RTX 4090", "8.9", "tensorrt-rtx")
+    assert timing_cache_path(tmp_path, rtx) is None  # TensorRT-RTX ignores timing caches
+    assert runtime_cache_path(rtx, tmp_path) == tmp_path / "runtime-rtx1.7.1.116-NVIDIA_GeForce_RTX_4090-sm8.9.cache"

@@ -105,3 +105,62 @@ def test_file_sha256(tmp_path):
     path = tmp_path / "blob"
     path.write_bytes(b"x" * 3_000_000)
     assert file_sha256(path, chunk=1 << 16) == hashlib.sha256(b"x" * 3_000_000).hexdigest()
+
+
+# -- TensorRT-RTX records ----------------------------------------------------------------------------------
+RTX_HERE = Platform("1.7.1.116", "NVIDIA GeForce RTX 4090", "8.9", "tensorrt-rtx")
+
+
+def rtx_record(**overrides) -> EngineRecord:
+    values = dict(tensorrt_version="1.7.1.116", gpu_name="none (built without a GPU)", compute_capability="",
+                  precision="fp16", flavour="tensorrt-rtx", compute_capabilities=["8.6", "8.9"], built_without_gpu=True,
+                  onnx_file="model.onnx")
+    values.update(overrides)
+    return EngineRecord(**values)
+
+
+def test_old_sidecars_read_as_tensorrt():
+    data = json.loads(record().to_json())
+    for key in ("flavour", "compute_capabilities", "built_without_gpu", "network_report", "notes"):
+        del data[key]
+    old = EngineRecord.from_json(json.dumps(data))
+    assert old.flavour == "tensorrt" and old.targets == ["9.0"] and not old.built_without_gpu
+
+
+def test_rtx_engine_runs_on_any_of_its_targets():
+    assert check_platform(rtx_record(), RTX_HERE, "m.plan") == []
+    assert check_platform(rtx_record(), Platform("1.7.1.116", "NVIDIA RTX A6000", "8.6", "tensorrt-rtx")) == []
+
+
+def test_rtx_engine_on_a_gpu_it_was_not_built_for_is_one_line():
+    here = Platform("1.7.1.116", "NVIDIA GeForce RTX 5090", "12.0", "tensorrt-rtx")
+    with pytest.raises(EngineMismatchError) as err:
+        check_platform(rtx_record(), here, "m.plan")
+    message = str(err.value)
+    assert message == ("engine m.plan was built for compute capability 8.6, 8.9 (this GPU, NVIDIA GeForce RTX 5090, "
+                       "has 12.0); rebuild it with: xvdeploy build model.onnx -o m.plan --runtime tensorrt-rtx "
+                       "--compute-capability 12.0")
+    assert err.value.exit_code == 2
+
+
+def test_rtx_engine_of_another_rtx_version():
+    with pytest.raises(EngineMismatchError, match=r"built for TensorRT-RTX 1\.6\.0\.1 \(this machine has 1\.7\.1\.116\)"):
+        check_platform(rtx_record(tensorrt_version="1.6.0.1"), RTX_HERE, "m.plan")
+
+
+@pytest.mark.parametrize("built, here, fragment", [
+    (rtx_record(), HERE, "engine m.plan was built with TensorRT-RTX 1.7.1.116, not TensorRT: load it with --runtime "
+                         "tensorrt-rtx, or rebuild it with --runtime tensorrt"),
+    (record(), RTX_HERE, "engine m.plan was built with TensorRT 10.8.0.43, not TensorRT-RTX: load it with --runtime "
+                         "tensorrt, or rebuild it with --runtime tensorrt-rtx"),
+])
+def test_engine_of_the_other_flavour_is_one_line(built, here, fragment):
+    with pytest.raises(EngineMismatchError) as err:
+        check_platform(built, here, "m.plan")
+    assert str(err.value) == fragment
+
+
+def test_summary_says_where_and_for_what():
+    assert rtx_record().summary() == ("fp16 engine built with TensorRT-RTX 1.7.1.116 without a GPU (CPU-only build), "
+                                      "for compute capability 8.6, 8.9")
+    assert record().summary() == "fp16 engine built with TensorRT 10.8.0.43 on NVIDIA H100 80GB HBM3, for compute capability 9.0"

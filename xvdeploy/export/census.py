@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 from collections import Counter
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -64,6 +65,42 @@ def census_diff(counts: list[OpCount], plain: list[OpCount]) -> dict[str, list[s
     ours = {c.op_type for c in counts}
     theirs = {c.op_type for c in plain}
     return {"extra": sorted(ours - theirs), "missing": sorted(theirs - ours)}
+
+
+def pssa_steps(model: Any) -> list[tuple[str, str, str]]:
+    """``(pad, conv, mul)`` node names of every PSSA step in an ONNX ``ModelProto``.
+
+    A step is a ``Pad`` with ``mode=wrap`` whose output feeds a grouped ``Conv``
+    (one group per input channel) whose output is multiplied (``Mul``) with the
+    ``Pad``'s own input (docs/design.md, plug-and-play export). ``xvdeploy build --report`` maps them to the
+    TensorRT layers they became (:mod:`xvdeploy.trt.report`).
+    """
+    helper = require("onnx.helper", "Reading the model's PSSA steps")
+
+    nodes = list(model.graph.node)
+    consumers: dict[str, list[Any]] = {}
+    for node in nodes:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    weights = {init.name: tuple(init.dims) for init in model.graph.initializer}
+    steps = []
+    for pad in nodes:
+        if pad.op_type != "Pad":
+            continue
+        mode = next((helper.get_attribute_value(a) for a in pad.attribute if a.name == "mode"), b"constant")
+        if (mode.decode() if isinstance(mode, bytes) else mode) != "wrap":
+            continue
+        for conv in consumers.get(pad.output[0], []):
+            if conv.op_type != "Conv" or len(conv.input) < 2:
+                continue
+            group = next((helper.get_attribute_value(a) for a in conv.attribute if a.name == "group"), 1)
+            shape = weights.get(conv.input[1])
+            if group <= 1 or (shape is not None and shape[1] != 1):  # depthwise: one input channel per group
+                continue
+            for mul in consumers.get(conv.output[0], []):
+                if mul.op_type == "Mul" and pad.input[0] in mul.input:
+                    steps.append((pad.name, conv.name, mul.name))
+    return steps
 
 
 def _is_operator(module: nn.Module) -> bool:

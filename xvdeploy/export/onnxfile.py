@@ -18,7 +18,7 @@ from typing import Any, Sequence
 
 from xvdeploy._lazy import available, require
 from xvdeploy.errors import XVDeployError, first_line
-from xvdeploy.export.census import census
+from xvdeploy.export.census import census, pssa_steps
 from xvdeploy.plugins import onnx_node
 from xvdeploy.pssa_contract import ONNX_DOMAIN
 
@@ -45,6 +45,8 @@ class OnnxHeader:
     metadata: dict[str, str]
     opsets: dict[str, int]  # domain ("" = ai.onnx) -> version
     custom_ops: tuple[tuple[str, str], ...] = field(default=())  # (domain, op_type) outside the standard domains
+    op_types: frozenset[str] = field(default=frozenset())  # of the main graph's nodes
+    pssa_steps: tuple[tuple[str, str, str], ...] = field(default=())  # census.pssa_steps: (pad, conv, mul) names
     output_types: dict[str, int] = field(default_factory=dict)  # onnx.TensorProto element type of each output
     external_data: bool = False  # weights kept in separate files, which must travel with the model
 
@@ -81,6 +83,8 @@ def header_of(model) -> OnnxHeader:
         custom_ops=custom,
         output_types={vi.name: vi.type.tensor_type.elem_type for vi in model.graph.output},
         external_data=any(init.data_location == 1 for init in model.graph.initializer),  # TensorProto.EXTERNAL
+        op_types=frozenset(node.op_type for node in model.graph.node),
+        pssa_steps=tuple(pssa_steps(model)),
     )
 
 

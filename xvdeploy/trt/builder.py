@@ -1,15 +1,20 @@
 """Build a TensorRT engine from an ONNX file (what ``xvdeploy build`` runs).
 
 Follows NVIDIA's TensorRT 10/11 Python API (samples/python, Polygraphy's
-``backend/trt/loader.py``): ``Builder(logger)`` → ``create_network(0)`` (explicit
-batch is the only mode since 10.0; 11 networks are always strongly typed) →
-``OnnxParser.parse_from_file`` → ``IBuilderConfig`` (``set_memory_pool_limit``
-with ``MemoryPoolType.WORKSPACE``, ``builder_optimization_level``, optimization
-profiles, a timing cache) → ``build_serialized_network``.
+``backend/trt/loader.py``), which TensorRT-RTX 1.x shares: ``Builder(logger)`` →
+``create_network(flags)`` (explicit batch is the only mode since 10.0; 11 and
+RTX networks are always strongly typed) → ``OnnxParser.parse_from_file`` →
+``IBuilderConfig`` (``set_memory_pool_limit`` with ``MemoryPoolType.WORKSPACE``,
+``builder_optimization_level``, optimization profiles, a timing cache, RTX's
+target compute capabilities) → ``build_serialized_network``. What differs
+between the flavours is in :mod:`xvdeploy.trt.flavour`.
 
 Precision: ``fp32`` clears ``BuilderFlag.TF32`` (on by default), ``tf32`` sets
-it. ``fp16`` sets ``BuilderFlag.FP16`` on TensorRT 10; TensorRT 11 removed that
-flag, so there the graph itself is converted to float16 (:mod:`xvdeploy.export.fp16`).
+it. ``fp16`` sets ``BuilderFlag.FP16`` on TensorRT 10; TensorRT 11 and
+TensorRT-RTX have no such flag, so there the graph itself is converted to
+float16 (:mod:`xvdeploy.export.fp16`). ``int8`` builds a Q/DQ graph (explicit
+quantization, e.g. from ``xvdeploy quantize``) strongly typed; TensorRT-RTX
+builds it too but its INT8 is weight-only GEMM, which the build says.
 
 Everything the user can get wrong is checked before TensorRT is imported, so
 input errors come first and the build is never started for a bad request.
@@ -23,32 +28,54 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
-from xvdeploy._version import __version__
 from xvdeploy._lazy import available, require
+from xvdeploy._version import __version__
 from xvdeploy.errors import XVDeployError
+from xvdeploy.export.fp16 import convert_model_to_fp16
 from xvdeploy.export.onnxfile import read_header
-from xvdeploy.trt import require_tensorrt, strongly_typed_only
+from xvdeploy.trt import require_flavour
+from xvdeploy.trt.flavour import (
+    NAMES,
+    Flavour,
+    apply_compute_capabilities,
+    check_compute_capabilities,
+    network_flags,
+    parse_compute_capability,
+    precision_notes,
+    strongly_typed_only,
+    timing_cache_note,
+)
+from xvdeploy.trt.report import network_report
 from xvdeploy.trt.runtime import current_platform, last_errors, make_logger, register_pssa_plugin
-from xvdeploy.trt.shapes import DeclaredShape, Profile, check_profiles, format_shape, profiles_as_json
-from xvdeploy.trt.sidecar import EngineRecord, file_sha256, sidecar_path, write_sidecar
+from xvdeploy.trt.shapes import DeclaredShape, check_profiles, format_shape, profiles_as_json
+from xvdeploy.trt.sidecar import EngineRecord, file_sha256, sidecar_path
 
-PRECISIONS = ("fp32", "tf32", "fp16")
+PRECISIONS = ("fp32", "tf32", "fp16", "int8")
 OPT_LEVELS = range(0, 6)  # TensorRT's builder optimization levels; 3 is its default
+#: ONNX operators that make a graph explicitly quantized
+QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
 
 Progress = Callable[[str], None]
 
 
 @dataclass(frozen=True)
 class BuildSettings:
-    """What determines the engine besides the ONNX file and the platform (also the cache key)."""
+    """What determines the engine besides the ONNX file and the platform (also the cache key).
+
+    ``flavour`` is ``"tensorrt"`` or ``"tensorrt-rtx"`` (``None``: the installed
+    one, TensorRT first; :func:`build_engine` records which); ``compute_capabilities``
+    are TensorRT-RTX's targets (``"8.6"``, …; empty: its default).
+    """
 
     precision: str = "fp32"
     profiles: tuple = field(default_factory=tuple)  # tuple[Profile, ...]
     workspace_mib: int | None = None
     builder_optimization_level: int | None = None
     pssa_plugin: bool = False
+    flavour: str | None = None
+    compute_capabilities: tuple = field(default_factory=tuple)  # tuple[str, ...]
 
     def as_dict(self) -> dict:
         return {
@@ -57,6 +84,8 @@ class BuildSettings:
             "workspace_mib": self.workspace_mib,
             "builder_optimization_level": self.builder_optimization_level,
             "pssa_plugin": self.pssa_plugin,
+            "flavour": self.flavour,
+            "compute_capabilities": list(self.compute_capabilities),
         }
 
     def validate(self) -> None:
@@ -67,15 +96,23 @@ class BuildSettings:
         level = self.builder_optimization_level
         if level is not None and level not in OPT_LEVELS:
             raise XVDeployError(f"--builder-optimization-level must be 0 to 5, got {level}")
+        if self.flavour is not None and self.flavour not in NAMES:
+            raise XVDeployError(f"unknown TensorRT runtime {self.flavour!r}; expected one of {', '.join(NAMES)}")
+        for cc in self.compute_capabilities:
+            if parse_compute_capability(str(cc)) != cc:
+                raise XVDeployError(f"compute capability {cc!r} is not of the form MAJOR.MINOR, e.g. 8.6")
+        if self.compute_capabilities and self.flavour == "tensorrt":
+            raise XVDeployError("--compute-capability is for TensorRT-RTX (--runtime tensorrt-rtx); TensorRT builds "
+                                "for the GPU it runs on")
 
 
 class OnnxParseError(XVDeployError):
     """TensorRT's ONNX parser rejected the model; ``errors`` holds one line per parser error."""
 
-    def __init__(self, onnx_path: Path, errors: list[str]) -> None:
+    def __init__(self, onnx_path: Path, errors: list[str], label: str = "TensorRT") -> None:
         shown = errors[0] if errors else "no error was reported"
-        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        super().__init__(f"TensorRT could not parse {onnx_path}: {shown}{more}")
+        more = f" (and {len(errors) - 1} more, above)" if len(errors) > 1 else ""
+        super().__init__(f"{label} could not parse {onnx_path}: {shown}{more}")
         self.errors = errors
 
 
@@ -113,6 +150,13 @@ def check_build_request(onnx_path: Path, plan_path: Path, settings: BuildSetting
         return None
     inputs = read_onnx_inputs(onnx_path)
     check_profiles(settings.profiles or default_profiles(onnx_path, inputs), inputs)
+    op_types = read_header(onnx_path).op_types
+    if settings.precision == "int8" and not op_types & QDQ_OPS:
+        raise XVDeployError(f"--precision int8 builds an explicitly quantized graph, and {onnx_path} has no "
+                            "QuantizeLinear/DequantizeLinear nodes; expected a Q/DQ ONNX file such as "
+                            "'xvdeploy quantize' writes")
+    if settings.precision == "fp16" and op_types & QDQ_OPS:
+        raise XVDeployError(f"{onnx_path} is a Q/DQ (quantized) graph; build it with --precision int8")
     return inputs
 
 
@@ -209,7 +253,7 @@ def _configure(trt: ModuleType, builder: Any, network: Any, settings: BuildSetti
     if settings.builder_optimization_level is not None:
         config.builder_optimization_level = settings.builder_optimization_level
     tf32 = getattr(trt.BuilderFlag, "TF32", None)  # not on 11.x's removal list; guarded all the same
-    if settings.precision == "fp32" and tf32 is not None:
+    if settings.precision in ("fp32", "int8") and tf32 is not None:  # int8: the float layers stay fp32
         config.clear_flag(tf32)
     elif settings.precision == "tf32":
         if tf32 is None:
@@ -229,13 +273,20 @@ def _configure(trt: ModuleType, builder: Any, network: Any, settings: BuildSetti
     return config
 
 
-def _attach_timing_cache(config: Any, path: Path | None, say: Progress):
+def _attach_timing_cache(flavour: Flavour, config: Any, logger: Any, path: Path | None, say: Progress):
     if path is None:
         return None
+    note = timing_cache_note(flavour)
+    if note:  # TensorRT-RTX: nothing to gain, and reading one back needs a GPU
+        say(f"  {note}; {path} is neither read nor written")
+        return None
     blob = path.read_bytes() if path.is_file() else b""
+    seen = len(logger.warnings)
     cache = config.create_timing_cache(blob)
-    if cache is None or not config.set_timing_cache(cache, ignore_mismatch=False):
-        say(f"  timing cache {path} was written by another TensorRT version or GPU; starting a new one")
+    unreadable = bool(blob) and any("timing cache" in w.lower() for w in logger.warnings[seen:])
+    if cache is None or unreadable or not config.set_timing_cache(cache, ignore_mismatch=False):
+        say(f"  timing cache {path} could not be used (corrupt, or written by another TensorRT version or GPU); "
+            "starting a new one, saved there after the build")
         cache = config.create_timing_cache(b"")
         config.set_timing_cache(cache, ignore_mismatch=False)
     elif blob:
@@ -254,12 +305,10 @@ def _save_timing_cache(config: Any, path: Path, say: Progress) -> None:
         say(f"  could not save the timing cache to {path}: {exc}")
 
 
-def _parse(parser: Any, logger: Any, onnx_path: Path, fp16_graph: bool, say: Progress) -> None:
+def _parse(parser: Any, logger: Any, onnx_path: Path, fp16_graph: bool, say: Progress, label: str) -> None:
     if fp16_graph:
-        from xvdeploy.export.fp16 import convert_model_to_fp16
-
         onnx = require("onnx", "FP16 conversion")
-        say("converting the ONNX graph to float16 (TensorRT 11 networks are strongly typed)")
+        say(f"converting the ONNX graph to float16 ({label} networks are strongly typed)")
         model = convert_model_to_fp16(onnx.load(str(onnx_path)))
         # the path lets the parser resolve external weights relative to the original file
         ok = parser.parse(model.SerializeToString(), str(onnx_path))
@@ -271,7 +320,14 @@ def _parse(parser: Any, logger: Any, onnx_path: Path, fp16_graph: bool, say: Pro
     if not ok or errors:
         for line in errors:
             say(f"  {line}")
-        raise OnnxParseError(onnx_path, errors)
+        raise OnnxParseError(onnx_path, errors, label)
+
+
+def _where(flavour: Flavour, here, targets: tuple[str, ...]) -> str:
+    if flavour.is_rtx:
+        gpu = "without a GPU (CPU-only build)" if not here.compute_capability else f"on {here.gpu_name}"
+        return f"{gpu}, for compute capability {', '.join(targets)}"
+    return f"for {here.gpu_name} (compute {here.compute_capability})"
 
 
 def build_engine(
@@ -285,35 +341,47 @@ def build_engine(
 ) -> EngineRecord:
     """Build ``onnx_path`` into the TensorRT plan ``plan_path`` and its sidecar ``<plan>.json``.
 
-    The plan and the sidecar are written atomically (temporary file, then
-    ``os.replace``); nothing is written if any step fails. ``progress``
-    receives one line per build stage and TensorRT warnings (all log lines
-    with ``verbose``).
+    ``settings.flavour`` picks TensorRT or TensorRT-RTX (default: the installed
+    one, TensorRT first). The plan and the sidecar are written atomically
+    (temporary files, then ``os.replace``); nothing is written if any step
+    fails. ``progress`` receives one line per build stage and TensorRT
+    warnings (all log lines with ``verbose``). The returned record (also the
+    sidecar) holds what the parser made of the graph (``network_report``:
+    layer census, PSSA steps, plugin layers; see :mod:`xvdeploy.trt.report`).
     """
     onnx_path, plan_path = Path(onnx_path), Path(plan_path)
     cache_path = Path(timing_cache) if timing_cache is not None else None
-    settings = dataclasses.replace(settings, profiles=tuple(settings.profiles))
+    settings = dataclasses.replace(settings, profiles=tuple(settings.profiles),
+                                   compute_capabilities=tuple(settings.compute_capabilities))
     inputs = check_build_request(onnx_path, plan_path, settings, cache_path)
     if not settings.profiles and inputs is not None:
         settings = dataclasses.replace(settings, profiles=default_profiles(onnx_path, inputs))
     say: Progress = progress or (lambda _line: None)
 
-    trt = require_tensorrt()
-    here = current_platform(trt)
-    strongly_typed = strongly_typed_only(trt)
-    network_flags = register_pssa_plugin() if settings.pssa_plugin else 0
+    flavour, trt = require_flavour(settings.flavour, build=True)
+    settings = dataclasses.replace(settings, flavour=flavour.name)
+    targets = check_compute_capabilities(flavour, trt, settings.compute_capabilities)
+    here = current_platform(flavour, trt)
+    strongly_typed = strongly_typed_only(flavour, trt)
+    flags = network_flags(flavour, trt, settings.precision)
+    if settings.pssa_plugin:
+        flags |= register_pssa_plugin(flavour, trt)
     logger = make_logger(trt, verbose, progress)
     if hasattr(trt, "init_libnvinfer_plugins"):
         trt.init_libnvinfer_plugins(logger, "")
     builder = trt.Builder(logger)
-    network = builder.create_network(network_flags)
+    network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
 
-    say(f"parsing {onnx_path} with TensorRT {here.tensorrt_version} "
-        f"for {here.gpu_name} (compute {here.compute_capability})")
-    _parse(parser, logger, onnx_path, settings.precision == "fp16" and strongly_typed, say)
+    say(f"parsing {onnx_path} with {here.label} {_where(flavour, here, targets or (here.compute_capability,))}")
+    _parse(parser, logger, onnx_path, settings.precision == "fp16" and strongly_typed, say, flavour.label)
+    report = network_report(trt, network, list(read_header(onnx_path).pssa_steps) if inputs is not None else [])
+    notes = precision_notes(flavour, settings.precision)
+    for note in notes:
+        say(f"note: {note}")
     config = _configure(trt, builder, network, settings, strongly_typed)
-    cache = _attach_timing_cache(config, cache_path, say)
+    apply_compute_capabilities(trt, config, targets, explicit=bool(settings.compute_capabilities))
+    cache = _attach_timing_cache(flavour, config, logger, cache_path, say)
     monitor = make_progress_monitor(trt, say) if progress is not None else None
     if monitor is not None:
         config.progress_monitor = monitor
@@ -326,12 +394,8 @@ def build_engine(
         raise KeyboardInterrupt
     if serialized is None:
         why = last_errors(logger) or "no reason was logged; rerun with --verbose"
-        raise XVDeployError(f"TensorRT could not build an engine from {onnx_path}: {why}")
+        raise XVDeployError(f"{flavour.label} could not build an engine from {onnx_path}: {why}")
 
-    from xvdeploy.fileio import atomic_path
-
-    with atomic_path(plan_path) as tmp, open(tmp, "wb") as f:
-        f.write(serialized)
     record = EngineRecord(
         tensorrt_version=here.tensorrt_version,
         gpu_name=here.gpu_name,
@@ -345,10 +409,21 @@ def build_engine(
         builder_optimization_level=settings.builder_optimization_level,
         workspace_mib=settings.workspace_mib,
         pssa_plugin=settings.pssa_plugin,
-        strongly_typed=strongly_typed,
+        strongly_typed=strongly_typed or network_flags(flavour, trt, settings.precision) != 0,
         xvdeploy_version=__version__,
+        flavour=flavour.name,
+        compute_capabilities=list(targets or (here.compute_capability,)),
+        built_without_gpu=not here.compute_capability,
+        network_report=report,
+        notes=notes,
     )
-    write_sidecar(plan_path, record)
+    from xvdeploy.fileio import atomic_path
+
+    # both files or neither: the plan and its sidecar are renamed into place only after both are written
+    with atomic_path(sidecar_path(plan_path)) as side_tmp, atomic_path(plan_path) as plan_tmp:
+        with open(plan_tmp, "wb") as f:
+            f.write(serialized)
+        side_tmp.write_text(record.to_json(), encoding="utf-8")
     if cache is not None and cache_path is not None:
         _save_timing_cache(config, cache_path, say)
     return record

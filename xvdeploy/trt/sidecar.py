@@ -1,10 +1,13 @@
 """The build record written next to every engine: ``<plan>.json``.
 
 A TensorRT plan runs only with the TensorRT version that built it and on GPUs
-of the same compute capability. The sidecar records both (and what was built:
-precision, profiles, the ONNX file's hash, the build time), so that loading an
-engine elsewhere is a clear :class:`EngineMismatchError` instead of a
-deserialization crash.
+of the same compute capability; a TensorRT-RTX plan runs only with its
+TensorRT-RTX version, on the compute capabilities it was built for (several,
+chosen at build time, possibly on a machine without a GPU). The sidecar
+records the flavour, its version, the build GPU (if any) and the targets (and
+what was built: precision, profiles, the ONNX file's hash, the build time), so
+that loading an engine elsewhere is a clear :class:`EngineMismatchError`
+instead of a deserialization crash.
 """
 from __future__ import annotations
 
@@ -15,17 +18,34 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from xvdeploy.errors import XVDeployError
+from xvdeploy.trt.flavour import FLAVOURS
 
 SCHEMA = 1
 
 
+def flavour_label(name: str) -> str:
+    """``"tensorrt-rtx"`` → ``"TensorRT-RTX"`` (an unknown name as it is)."""
+    flavour = FLAVOURS.get(name)
+    return flavour.label if flavour is not None else name
+
+
+#: ``gpu_name`` of an engine built without a GPU (TensorRT-RTX's CPU-only build)
+NO_GPU = "none (built without a GPU)"
+
+
 @dataclass(frozen=True)
 class Platform:
-    """Where an engine is built or run."""
+    """Where an engine is built or run: flavour and its version, GPU name and compute capability ("" without a GPU)."""
 
     tensorrt_version: str
     gpu_name: str
-    compute_capability: str  # "8.9"
+    compute_capability: str  # "8.9"; "" when there is no GPU
+    flavour: str = "tensorrt"  # "tensorrt" | "tensorrt-rtx"
+
+    @property
+    def label(self) -> str:
+        """``"TensorRT-RTX 1.7.1.116"``."""
+        return f"{flavour_label(self.flavour)} {self.tensorrt_version}"
 
 
 @dataclass
@@ -46,11 +66,27 @@ class EngineRecord:
     pssa_plugin: bool = False
     strongly_typed: bool = False
     xvdeploy_version: str = ""
+    flavour: str = "tensorrt"  # sidecars written before TensorRT-RTX support are TensorRT's
+    compute_capabilities: list = field(default_factory=list)  # targets ("8.6", …): TensorRT: the build GPU's
+    built_without_gpu: bool = False
+    network_report: dict = field(default_factory=dict)  # parsed network: xvdeploy.trt.report.network_report()
+    notes: list = field(default_factory=list)  # e.g. what TensorRT-RTX makes of --precision int8
     schema: int = SCHEMA
 
     @property
     def platform(self) -> Platform:
-        return Platform(self.tensorrt_version, self.gpu_name, self.compute_capability)
+        return Platform(self.tensorrt_version, self.gpu_name, self.compute_capability, self.flavour)
+
+    @property
+    def targets(self) -> list[str]:
+        """The compute capabilities the engine runs on (old TensorRT sidecars: the build GPU's)."""
+        return list(self.compute_capabilities) or ([self.compute_capability] if self.compute_capability else [])
+
+    def summary(self) -> str:
+        """One line: flavour, version, where it was built and what it runs on."""
+        where = "without a GPU (CPU-only build)" if self.built_without_gpu else f"on {self.gpu_name}"
+        return (f"{self.precision} engine built with {self.platform.label} {where}, "
+                f"for compute capability {', '.join(self.targets) or '?'}")
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
@@ -94,17 +130,41 @@ def read_sidecar(plan: str | os.PathLike) -> EngineRecord | None:
 
 
 class EngineMismatchError(XVDeployError):
-    """The engine was built for another TensorRT version or GPU."""
+    """The engine was built with the other flavour, another TensorRT version or for another GPU."""
+
+
+def check_flavour(record: EngineRecord, flavour: str, plan: str | os.PathLike = "the engine") -> None:
+    """Raise :class:`EngineMismatchError` if ``record`` is an engine of the other flavour than ``flavour``."""
+    if record.flavour != flavour:
+        raise EngineMismatchError(f"engine {plan} was built with {record.platform.label}, not "
+                                  f"{flavour_label(flavour)}: load it with "
+                                  f"--runtime {record.flavour}, or rebuild it with --runtime {flavour}")
 
 
 def check_platform(record: EngineRecord, here: Platform, plan: str | os.PathLike = "the engine",
                    onnx_hint: str | None = None) -> list[str]:
     """Raise :class:`EngineMismatchError` if ``record`` cannot run on ``here``; return soft warnings.
 
-    A plan needs the exact TensorRT version and the same compute capability;
-    another GPU model of the same capability works (TensorRT warns), so that
-    is a warning, not an error.
+    A plan needs its own flavour and its exact version. A TensorRT plan needs
+    the compute capability of the GPU it was built on (another GPU model of
+    that capability works, TensorRT warns, so that is a warning); a
+    TensorRT-RTX plan needs one of the compute capabilities it was built for.
     """
+    check_flavour(record, here.flavour, plan)
+    source = onnx_hint or record.onnx_file or "MODEL.onnx"
+    if record.flavour == "tensorrt-rtx":
+        problems = []
+        if record.tensorrt_version != here.tensorrt_version:
+            problems.append(f"TensorRT-RTX {record.tensorrt_version} (this machine has {here.tensorrt_version})")
+        if here.compute_capability not in record.targets:
+            problems.append(f"compute capability {', '.join(record.targets)} (this GPU, {here.gpu_name}, has "
+                            f"{here.compute_capability})")
+        if problems:
+            rebuild = f"xvdeploy build {source} -o {plan} --runtime tensorrt-rtx"
+            if here.compute_capability and here.compute_capability not in record.targets:
+                rebuild += f" --compute-capability {here.compute_capability}"
+            raise EngineMismatchError(f"engine {plan} was built for {' and '.join(problems)}; rebuild it with: {rebuild}")
+        return []
     problems = []
     if record.tensorrt_version != here.tensorrt_version:
         problems.append(f"TensorRT {record.tensorrt_version} (this machine has {here.tensorrt_version})")
@@ -112,7 +172,6 @@ def check_platform(record: EngineRecord, here: Platform, plan: str | os.PathLike
         problems.append(f"a GPU of compute capability {record.compute_capability}, {record.gpu_name} "
                         f"(this machine has {here.compute_capability}, {here.gpu_name})")
     if problems:
-        source = onnx_hint or record.onnx_file or "MODEL.onnx"
         raise EngineMismatchError(
             f"engine {plan} was built for {' and '.join(problems)}; a TensorRT engine runs only with the version "
             f"and GPU architecture it was built for: rebuild it here with: xvdeploy build {source} -o {plan}"
