@@ -30,10 +30,13 @@ from xvdeploy.export.onnxfile import ort_session, read_header
 from xvdeploy.folding import fold
 from xvdeploy.loading import load_model_source
 from xvdeploy.trt import availability
+from xvdeploy.trt.sidecar import EngineRecord, file_sha256, flavour_label, read_sidecar
 
-BACKENDS = ("torch", "onnxruntime", "tensorrt")
+BACKENDS = ("torch", "onnxruntime", "tensorrt", "tensorrt-rtx")
+TRT_BACKENDS = ("tensorrt", "tensorrt-rtx")  # the TensorRT flavours (xvdeploy.trt.flavour), one runner
 PRECISIONS = tuple(TOLERANCES)
 DATA_KINDS = ("random", "digits", "images")
+PLAN_SUFFIXES = (".plan", ".engine", ".trt")
 
 
 @dataclass
@@ -58,6 +61,7 @@ class BenchConfig:
     model_factory: str | None = None
     state_key: str | None = None
     pssa_plugin: bool = False
+    engine: Path | None = None  # a prebuilt engine of the model, run by its flavour's backend
 
     def __post_init__(self) -> None:
         self.validate()
@@ -68,7 +72,7 @@ class BenchConfig:
             if b not in BACKENDS:
                 raise XVDeployError(f"unknown backend {b!r}; expected some of {', '.join(BACKENDS)}")
             reason = backend_reason(b)
-            if reason and (b != "tensorrt" or self.backends == ["tensorrt"]):
+            if reason and (b not in TRT_BACKENDS or all(x in TRT_BACKENDS for x in self.backends)):
                 raise XVDeployError(f"backend {b!r} was asked for but {reason}")
         for p in self.precisions:
             if p not in PRECISIONS:
@@ -84,6 +88,17 @@ class BenchConfig:
             raise XVDeployError(f"unknown --data {self.data!r}; expected random, digits or images:DIR")
         if self.data == "images" and (self.images_dir is None or not Path(self.images_dir).is_dir()):
             raise XVDeployError(f"--data images needs an existing folder: --data images:DIR (got {self.images_dir})")
+        engine = self.engine_source()
+        if engine is not None:
+            _check_engine_backends(self.backends, *engine)
+
+    def engine_source(self) -> tuple[Path, EngineRecord | None] | None:
+        """``(plan, sidecar record or None)`` of ``--engine``, or of MODEL when it is an engine."""
+        if self.engine is not None:
+            return _engine_source(Path(self.engine))
+        if self.model and Path(self.model).suffix in PLAN_SUFFIXES and Path(self.model).is_file():
+            return _engine_source(Path(self.model))
+        return None
 
     def resolved_devices(self) -> list[str]:
         """The devices asked for, or the CPU plus CUDA where there is one."""
@@ -153,6 +168,7 @@ class Sources:
     plugin: bool = False  # the ONNX graph holds custom PSSA nodes
     fixed_batch: int | None = None  # an ONNX file exported with a static batch
     unwrapped: str | None = None  # how a training script's checkpoint was unwrapped
+    plan_record: EngineRecord | None = None  # the plan's sidecar, if any
 
 
 def load_sources(cfg: BenchConfig, workdir: Path, need_onnx: bool) -> Sources:
@@ -166,10 +182,16 @@ def load_sources(cfg: BenchConfig, workdir: Path, need_onnx: bool) -> Sources:
             raise XVDeployError(f"{path}: no such file; expected an ONNX model")
         shape, plugin, fixed_batch = _onnx_info(path)
         return Sources(path.name, onnx=path, shape=shape, plugin=plugin, fixed_batch=fixed_batch)
-    if path.suffix in (".plan", ".engine", ".trt"):
+    if path.suffix in PLAN_SUFFIXES:
         if not path.is_file():
             raise XVDeployError(f"{path}: no such file; expected a TensorRT engine")
-        return Sources(path.name, plan=path)
+        plan, record = _engine_source(path)
+        onnx = _built_from(record)
+        if onnx is None:
+            return Sources(path.name, plan=plan, plan_record=record)
+        shape, plugin, fixed_batch = _onnx_info(onnx)  # the reference: the ONNX file it was built from
+        return Sources(path.name, onnx=onnx, plan=plan, plan_record=record, shape=shape, plugin=plugin,
+                       fixed_batch=fixed_batch)
     model, arch = load_model_source(source, cfg.arch, cfg.model_factory, cfg.state_key)
     sources = Sources(arch or path.name, is_digits=arch == "xv_digits",
                       unwrapped=getattr(model, "xvdeploy_unwrapped", None))
@@ -188,6 +210,39 @@ def load_sources(cfg: BenchConfig, workdir: Path, need_onnx: bool) -> Sources:
                     pssa_plugin=cfg.pssa_plugin)
         sources.plugin = cfg.pssa_plugin
     return sources
+
+
+def _engine_source(path: Path) -> tuple[Path, EngineRecord | None]:
+    """``(plan, sidecar record or None)`` of an engine file."""
+    if not path.is_file():
+        raise XVDeployError(f"--engine {path}: no such file; expected a TensorRT engine written by 'xvdeploy build'")
+    return path, read_sidecar(path)
+
+
+def _built_from(record: EngineRecord | None) -> Path | None:
+    """The ONNX file an engine's sidecar names, if it is still there unchanged (the sidecar is untrusted: hashed)."""
+    if record is None or not record.onnx_file:
+        return None
+    onnx = Path(record.onnx_file)
+    if onnx.suffix != ".onnx" or not onnx.is_file() or file_sha256(onnx) != record.onnx_sha256:
+        return None
+    return onnx
+
+
+def engine_backend(src: Sources) -> str | None:
+    """The bench backend that runs ``src.plan``: its sidecar's flavour (``None`` without a plan)."""
+    if src.plan is None:
+        return None
+    return getattr(src.plan_record, "flavour", None) or "tensorrt"
+
+
+def _check_engine_backends(backends: list[str] | None, plan: Path, record: EngineRecord | None) -> None:
+    """An engine of one flavour with ``--backends`` naming only the other: one clear line."""
+    plan_backend = getattr(record, "flavour", None) or "tensorrt"
+    asked = [b for b in backends or [] if b in TRT_BACKENDS]
+    if asked and plan_backend not in asked:
+        raise XVDeployError(f"engine {plan} was built with {flavour_label(plan_backend)}; --backends "
+                            f"{','.join(asked)} cannot run it: use --backends {plan_backend}")
 
 
 def _onnx_info(path: Path) -> tuple[tuple[int, int, int] | None, bool, int | None]:
@@ -247,17 +302,23 @@ def backend_reason(backend: str) -> str | None:
     """Why a backend is not installed, or None."""
     if backend == "onnxruntime":
         return None if available("onnxruntime") else "onnxruntime is not installed; install it with: pip install 'xvdeploy[onnx]'"
-    if backend == "tensorrt":
-        return availability()
+    if backend in TRT_BACKENDS:
+        return availability(backend)
     return None
 
 
 def make_runners(cfg: BenchConfig, src: Sources, devices: list[str], batches: list[int]):
     """Yield ``(spec, factory)`` for every combination asked for."""
     backends = cfg.backends or list(BACKENDS)
+    plan_backend = engine_backend(src)
     for backend in backends:
-        for device in devices if backend != "tensorrt" else ["cuda"]:
-            for precision in cfg.precisions:
+        if backend in TRT_BACKENDS and plan_backend is not None and backend != plan_backend:
+            continue  # the engine is the other flavour's (asked for explicitly: refused by BenchConfig.validate)
+        precisions = cfg.precisions
+        if backend in TRT_BACKENDS and src.plan_record is not None:
+            precisions = [src.plan_record.precision]  # an engine has the one precision it was built at
+        for device in devices if backend not in TRT_BACKENDS else ["cuda"]:
+            for precision in precisions:
                 if backend == "torch":
                     for form, model in (("train", src.train), ("folded", src.folded)):
                         if model is None:
@@ -268,13 +329,13 @@ def make_runners(cfg: BenchConfig, src: Sources, devices: list[str], batches: li
                 elif backend == "onnxruntime" and src.onnx is not None:
                     spec = RunnerSpec("onnxruntime", "onnx-plugin" if src.plugin else "onnx", precision, device)
                     yield spec, lambda spec=spec: OrtRunner(spec, src.onnx, cfg.threads, plugin=src.plugin)
-                elif backend == "tensorrt" and (src.onnx is not None or src.plan is not None):
-                    spec = RunnerSpec("tensorrt", "engine", precision, "cuda")
+                elif backend in TRT_BACKENDS and (src.onnx is not None or src.plan is not None):
+                    spec = RunnerSpec(backend, "engine", precision, "cuda")
 
                     def factory(spec=spec):
-                        reason = backend_reason("tensorrt")
+                        reason = backend_reason(spec.backend)
                         if reason:
-                            raise BackendUnavailable("tensorrt", reason)
+                            raise BackendUnavailable(spec.backend, reason)
                         shape = (max(batches), *(cfg.input_shape or src.shape or ()))
                         return TensorRTRunner(spec, src.plan, onnx=src.onnx, input_shape=shape if len(shape) == 4 else None,
                                               cuda_graph=cfg.cuda_graphs, pssa_plugin=cfg.pssa_plugin)
@@ -287,8 +348,11 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -
     say = progress or (lambda _message: None)
     backends = cfg.backends or list(BACKENDS)
     with tempfile.TemporaryDirectory(prefix="xvdeploy-bench-") as tmp:
-        need_onnx = any(b in ("onnxruntime", "tensorrt") and not backend_reason(b) for b in backends)
+        need_onnx = any(b in ("onnxruntime", *TRT_BACKENDS) and not backend_reason(b) for b in backends)
+        engine = cfg.engine_source()
         src = load_sources(cfg, Path(tmp), need_onnx)
+        if engine is not None:
+            src.plan, src.plan_record = engine
         shape, batches = _shape_and_batches(cfg, src)
         report = BenchReport(environment(), src.name, "", "", checkpoint=src.unwrapped)
         reference_fn, report.reference = _reference(src)
@@ -360,7 +424,8 @@ def _reference(src: Sources) -> tuple[Callable[[np.ndarray], np.ndarray], str]:
         session = ort_session(src.onnx, plugin=src.plugin)
         name = session.get_inputs()[0].name
         return (lambda x: session.run(None, {name: x})[0]), "onnxruntime CPU fp32 of the ONNX file (no PyTorch model given)"
-    raise XVDeployError("an engine alone has no reference; bench the ONNX file or the checkpoint it came from")
+    raise XVDeployError("an engine alone has no reference (its sidecar names no ONNX file that is still there "
+                        "unchanged); bench the ONNX file or checkpoint it came from with --engine ENGINE")
 
 
 def _measure(runner: Runner, cfg: BenchConfig, batch: int, x: np.ndarray, labels, ref: np.ndarray,

@@ -38,7 +38,8 @@ def _amount(text: str, what: str) -> tuple[int | None, float | None]:
 
 @click.command("bench")
 @click.argument("model", required=False, metavar="[MODEL]")
-@click.option("--backends", default=None, metavar="LIST", help="Some of torch,onnxruntime,tensorrt [default: all].")
+@click.option("--backends", default=None, metavar="LIST",
+              help="Some of torch,onnxruntime,tensorrt,tensorrt-rtx [default: all].")
 @click.option("--batch", "batches", default=None, metavar="LIST",
               help="Batch sizes, e.g. 1,8 [default: 1, or the fixed batch of a static ONNX file].")
 @click.option("--input-shape", default=None, metavar="CxHxW", help="Input size [default: the model's].")
@@ -55,6 +56,8 @@ def _amount(text: str, what: str) -> tuple[int | None, float | None]:
 @click.option("--cuda-graphs", is_flag=True, help="Replay CUDA graphs (torch and tensorrt on GPU).")
 @click.option("--threads", default=None, type=click.IntRange(1), help="onnxruntime intra-op threads.")
 @click.option("--pssa-plugin", is_flag=True, help="Export with the custom PSSA node (onnxruntime-extensions op).")
+@click.option("--engine", type=click.Path(path_type=Path, dir_okay=False), default=None, metavar="ENGINE",
+              help="A prebuilt engine of MODEL ('xvdeploy build'), run by its flavour's backend.")
 @click.option("--json", "json_path", type=click.Path(path_type=Path, dir_okay=False), default=None, help="Write JSON.")
 @click.option("--markdown", "md_path", type=click.Path(path_type=Path, dir_okay=False), default=None, help="Write Markdown.")
 @click.option("--plot", "plot_path", type=click.Path(path_type=Path, dir_okay=False), default=None, help="Write a PNG plot.")
@@ -63,11 +66,12 @@ def _amount(text: str, what: str) -> tuple[int | None, float | None]:
 @model_option
 @state_key_option
 def bench(model, backends, batches, input_shape, precisions, devices, warmup, iters, duration, seed, data, use_compile,
-          cuda_graphs, threads, pssa_plugin, json_path, md_path, plot_path, quiet, arch, model_factory,
+          cuda_graphs, threads, pssa_plugin, engine, json_path, md_path, plot_path, quiet, arch, model_factory,
           state_key) -> None:
     """Check numeric parity and measure latency of MODEL on every form and backend.
 
-    MODEL is a checkpoint, an ONNX file, an engine or a zoo name; without
+    MODEL is a checkpoint, an ONNX file, an engine (its reference: the ONNX
+    file its sidecar names) or a zoo name; without
     MODEL the shipped digits model runs end to end (fold -> export -> every
     available backend) and its held-out accuracy is compared everywhere.
     Exit code 1 if any result FAILs its tolerance (fp32 1e-5, tf32 1e-3,
@@ -104,7 +108,8 @@ def bench(model, backends, batches, input_shape, precisions, devices, warmup, it
                       input_shape=shape, precisions=_csv(precisions), devices=_csv(devices) if devices else None,
                       warmup=warm_iters or 0, warmup_s=warm_s, iters=iters, duration_s=duration, seed=seed,
                       data=kind, images_dir=images, compile=use_compile, cuda_graphs=cuda_graphs, threads=threads,
-                      arch=arch, model_factory=model_factory, state_key=state_key, pssa_plugin=pssa_plugin)
+                      arch=arch, model_factory=model_factory, state_key=state_key, pssa_plugin=pssa_plugin,
+                      engine=engine)
     with _progress(quiet) as step:
         result = run_bench(cfg, progress=step)
     click.echo(report_mod.text(result))

@@ -1,4 +1,5 @@
-"""The ``tensorrt`` bench backend: a :class:`~xvdeploy.bench.backends.base.Runner` over a TensorRT engine.
+"""The ``tensorrt`` and ``tensorrt-rtx`` bench backends: a :class:`~xvdeploy.bench.backends.base.Runner`
+over a TensorRT or TensorRT-RTX engine (one runner, the flavour from :mod:`xvdeploy.trt.flavour`).
 
 Engine I/O are torch CUDA tensors: ``context.set_tensor_address(name,
 tensor.data_ptr())`` (TensorRT 10's name-based I/O; no binding indices), run by
@@ -9,7 +10,14 @@ Dynamic shapes go through ``set_input_shape``; outputs are allocated from
 ``context.get_tensor_shape``. With ``cuda_graph=True`` the prepared
 ``execute_async_v3`` is captured once into a ``torch.cuda.CUDAGraph`` (after
 one plain run, as TensorRT's guide asks) and replayed while timing. Timing
-uses CUDA events recorded on the runner's stream.
+uses CUDA events recorded on the runner's stream. TensorRT-RTX compiles its
+kernels for the GPU when the execution context is made; the runner keeps them
+in a runtime cache file (``IRuntimeConfig.set_runtime_cache``) in the engine
+cache folder, so the next run on the same GPU and version starts faster.
+Where the flavour or its GPU is missing (TensorRT-RTX: no RTX-class GPU, e.g.
+no GPU at all or a Hopper), ``activate`` raises
+:class:`~xvdeploy.bench.backends.base.BackendUnavailable` with the reason (the
+compute capability seen and the ones supported): a skipped row.
 """
 from __future__ import annotations
 
@@ -22,7 +30,10 @@ import numpy as np
 
 from xvdeploy.bench.backends.base import BackendUnavailable, Runner, RunnerSpec
 from xvdeploy.errors import XVDeployError
-from xvdeploy.trt import availability, require_tensorrt
+from xvdeploy.fileio import write_bytes_atomic
+from xvdeploy.trt.flavour import NAMES, Flavour
+from xvdeploy.trt.sidecar import check_flavour, read_sidecar
+from xvdeploy.trt import availability, require_flavour
 from xvdeploy.trt.runtime import current_platform, last_errors, load_engine
 from xvdeploy.trt.shapes import format_shape, static_profile
 
@@ -51,10 +62,12 @@ def torch_dtype(trt: Any, dtype: Any):
 
 
 class TensorRTRunner(Runner):
-    """Runs a TensorRT plan, or builds one (cached, see :mod:`xvdeploy.trt.cache`) from ``onnx``.
+    """Runs a TensorRT or TensorRT-RTX plan, or builds one (cached, see :mod:`xvdeploy.trt.cache`) from ``onnx``.
 
-    ``spec.precision`` chooses the build precision; ``input_shape`` sets a
-    static optimization profile when the ONNX input is dynamic.
+    The flavour is ``spec.backend`` (``"tensorrt"`` or ``"tensorrt-rtx"``); a
+    plan of the other flavour is refused with one line. ``spec.precision``
+    chooses the build precision; ``input_shape`` sets a static optimization
+    profile when the ONNX input is dynamic.
     """
 
     def __init__(self, spec: RunnerSpec | None = None, plan: str | os.PathLike | None = None, *,
@@ -65,6 +78,8 @@ class TensorRTRunner(Runner):
         if plan is None and onnx is None:
             raise XVDeployError("TensorRTRunner needs an engine plan or an ONNX model to build one from")
         spec = spec or RunnerSpec(backend="tensorrt", form="engine", precision="fp32", device="cuda")
+        if spec.backend not in NAMES:
+            raise XVDeployError(f"TensorRTRunner runs the backends {', '.join(NAMES)}, got {spec.backend!r}")
         spec.options.setdefault("cuda_graph", cuda_graph)
         super().__init__(spec)
         self.plan = Path(plan) if plan is not None else None
@@ -87,9 +102,10 @@ class TensorRTRunner(Runner):
         self._outputs: dict[str, Any] = {}
         self._events = None
         self._profile = 0  # a new context starts on profile 0
+        self._runtime_cache = None  # TensorRT-RTX: (IRuntimeCache, file, IRuntimeConfig)
 
     # -- lifecycle --------------------------------------------------------------------------------------
-    def _resolve_plan(self, trt: Any) -> Path:
+    def _resolve_plan(self, flavour: Flavour, trt: Any) -> Path:
         if self.plan is not None:
             return self.plan
         from xvdeploy.trt.builder import BuildSettings, read_onnx_inputs
@@ -101,25 +117,32 @@ class TensorRTRunner(Runner):
             (name, declared), = inputs.items()
             if any(d < 0 for d in declared):
                 profiles = (static_profile({name: self.input_shape}),)
-        settings = BuildSettings(self.spec.precision, profiles, self.workspace_mib, self.opt_level, self.pssa_plugin)
-        return get_or_build(self.onnx, settings, current_platform(trt), self.cache_dir, self.progress)
+        here = current_platform(flavour, trt)
+        targets = (here.compute_capability,) if flavour.is_rtx else ()  # this GPU only: a smaller, faster build
+        settings = BuildSettings(self.spec.precision, profiles, self.workspace_mib, self.opt_level, self.pssa_plugin,
+                                 flavour.name, targets)
+        return get_or_build(self.onnx, settings, here, self.cache_dir, self.progress)
 
     def activate_impl(self) -> None:
-        reason = availability()
+        if self.plan is not None and self.plan.is_file():
+            record = read_sidecar(self.plan)
+            if record is not None:  # an engine of the other flavour is bad input, not a skipped row
+                check_flavour(record, self.spec.backend, self.plan)
+        reason = availability(self.spec.backend)
         if reason is not None:
-            raise BackendUnavailable("tensorrt", reason)
+            raise BackendUnavailable(self.spec.backend, reason)
         import torch
 
-        trt = require_tensorrt()
+        flavour, trt = require_flavour(self.spec.backend)
         self.device = torch.device(self.spec.device if str(self.spec.device).startswith("cuda") else "cuda")
         with torch.cuda.device(self.device):
-            self.loaded = load_engine(self._resolve_plan(trt))
+            self.loaded = load_engine(self._resolve_plan(flavour, trt), flavour=flavour.name)
             for message in self.loaded.warnings:
                 warnings.warn(message, stacklevel=2)
             engine = self.loaded.engine
-            self.context = engine.create_execution_context()
+            self.context = self._create_context(flavour, trt, engine)
             if self.context is None:
-                raise XVDeployError("TensorRT could not create an execution context: "
+                raise XVDeployError(f"{flavour.label} could not create an execution context: "
                                     f"{last_errors(self.loaded.logger) or 'no reason logged'}")
             self.stream = torch.cuda.Stream(device=self.device)
             self._events = (torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
@@ -135,10 +158,37 @@ class TensorRTRunner(Runner):
         self.input_dtype = torch_dtype(trt, engine.get_tensor_dtype(self.input_name))
         self.output_dtypes = {n: torch_dtype(trt, engine.get_tensor_dtype(n)) for n in self.output_names}
 
+    def _create_context(self, flavour: Flavour, trt: Any, engine: Any):
+        """An execution context; TensorRT-RTX's with a runtime cache (its JIT-compiled kernels) from the cache folder."""
+        if not flavour.is_rtx or not hasattr(engine, "create_runtime_config"):
+            return engine.create_execution_context()
+        from xvdeploy.trt.cache import runtime_cache_path
+
+        config = engine.create_runtime_config()
+        cache = config.create_runtime_cache()
+        path = runtime_cache_path(current_platform(flavour, trt), self.cache_dir)
+        if path.is_file() and not cache.deserialize(path.read_bytes()):
+            warnings.warn(f"{self.name}: runtime cache {path} does not fit this GPU/driver/version; starting anew",
+                          stacklevel=3)
+        config.set_runtime_cache(cache)
+        self._runtime_cache = (cache, path, config)  # the config lives as long as the context
+        return engine.create_execution_context(config)
+
+    def _save_runtime_cache(self) -> None:
+        if self._runtime_cache is None:
+            return
+        cache, path, _ = self._runtime_cache
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_bytes_atomic(path, bytes(cache.serialize()))
+        except (OSError, RuntimeError, AttributeError) as exc:
+            warnings.warn(f"{self.name}: could not save the runtime cache to {path}: {exc}", stacklevel=3)
+
     def deactivate_impl(self) -> None:
         try:
             if self.stream is not None:
                 self.stream.synchronize()
+            self._save_runtime_cache()
         finally:
             # drop references in dependency order: graph and buffers, context, then engine/runtime
             self._graph = None
