@@ -309,3 +309,159 @@ def network_creation_flags(prefer_aot: bool = True) -> int:
     name = "PREFER_AOT_PYTHON_PLUGINS" if prefer_aot else "PREFER_JIT_PYTHON_PLUGINS"
     flag = getattr(trt.NetworkDefinitionCreationFlag, name, None)
     return 0 if flag is None else 1 << int(flag)
+
+
+# --------------------------------------------------------------------------- Python IPluginV3 (TensorRT-RTX)
+#
+# TensorRT-RTX 1.7 has no tensorrt_rtx.plugin (its shim imports tensorrt_rtx_bindings.plugin, which the wheel
+# lacks), but its bindings keep TensorRT's Python plugin interfaces. One class per mode implements IPluginV3
+# with IPluginV3OneCore/OneBuild/OneRuntime (NVIDIA's samples/python/python_plugin, multi-tactic sample) and an
+# IPluginCreatorV3One creator; the parser imports the ONNX node with it (the network API of the RTX bindings has
+# no add_plugin_v3). The kernel is the Triton one, launched from enqueue on TensorRT's stream (a JIT plugin: the
+# engine needs this Python process at run time). Written against the shared API, so it registers with either
+# flavour's module; TensorRT 10/11 keep the tensorrt.plugin version above (it has an AOT implementation).
+
+_TYPESTR = {"FLOAT": "<f4", "HALF": "<f2", "BF16": "<i2"}  # BF16 through an int16 view
+
+
+def _cuda_tensor(ptr: int, dims, dtype) -> Any:
+    """A zero-copy, contiguous torch CUDA tensor over TensorRT's buffer ``ptr`` of ``dims`` and ``dtype``."""
+    import torch
+
+    kind = str(dtype).rsplit(".", 1)[-1]
+    if kind not in _TYPESTR:
+        raise XVDeployError(f"the PSSA TensorRT plugin supports FP32, FP16 and BF16, got {dtype}")
+
+    class _Interface:
+        __cuda_array_interface__ = {"shape": tuple(int(d) for d in dims), "typestr": _TYPESTR[kind],
+                                    "data": (int(ptr), False), "strides": None, "version": 3}
+
+    t = torch.as_tensor(_Interface(), device="cuda")
+    return t.view(torch.bfloat16) if kind == "BF16" else t
+
+
+def _v3_classes(trt: Any) -> tuple[type, type]:
+    """``(Plugin, Creator)`` classes over ``trt``'s plugin interfaces (``tensorrt`` or ``tensorrt_rtx``)."""
+    from xvdeploy.plugins.onnx_node import OP_TYPES, PLUGIN_NAMESPACE, PLUGIN_VERSION
+
+    bases = (trt.IPluginV3, trt.IPluginV3OneCore, trt.IPluginV3OneBuild, trt.IPluginV3OneRuntime)
+    floats = {trt.DataType.FLOAT, trt.DataType.HALF} | ({trt.DataType.BF16} if hasattr(trt.DataType, "BF16") else set())
+
+    class PSSAPluginV3(*bases):
+        """``xvdeploy::PSSA`` / ``xvdeploy::PSSAConcat``: one input N×C×H×W, one output (C or C·|S| channels)."""
+
+        def __init__(self, mode: str = "sum", shifts=(), channel_major: bool = False, phase=None) -> None:
+            for base in bases:
+                base.__init__(self)
+            self.mode = mode
+            self.shifts = np.asarray(shifts, dtype=np.int32).reshape(-1)
+            self.channel_major = bool(channel_major)
+            self.phase = phase
+            self.num_outputs = 1
+            self.plugin_namespace = PLUGIN_NAMESPACE
+            self.plugin_name = OP_TYPES[mode]
+            self.plugin_version = PLUGIN_VERSION
+
+        # IPluginV3 / OneCore
+        def get_capability_interface(self, capability_type):
+            return self
+
+        def clone(self):
+            twin = PSSAPluginV3(self.mode, self.shifts, self.channel_major, self.phase)
+            return twin
+
+        # OneBuild
+        def get_output_data_types(self, input_types):
+            return [input_types[0]]
+
+        def get_output_shapes(self, inputs, shape_inputs, expr_builder):
+            out = trt.DimsExprs(inputs[0])
+            if self.mode == "concat":
+                s = expr_builder.constant(int(self.shifts.size) // 2)
+                out[1] = expr_builder.operation(trt.DimensionOperation.PROD, inputs[0][1], s)
+            return [out]
+
+        def supports_format_combination(self, pos, in_out, num_inputs):
+            desc = in_out[pos].desc
+            if desc.format != trt.TensorFormat.LINEAR or desc.type not in floats:
+                return False
+            return pos == 0 or desc.type == in_out[0].desc.type
+
+        def configure_plugin(self, inputs, outputs):
+            pass
+
+        def get_workspace_size(self, inputs, outputs):
+            return 0
+
+        def get_valid_tactics(self):
+            return []  # one implementation; the block size follows H·W (pssa_triton.pick_block)
+
+        # OneRuntime
+        def set_tactic(self, tactic):
+            pass
+
+        def on_shape_change(self, inputs, outputs):
+            pass
+
+        def attach_to_context(self, context):
+            return self.clone()
+
+        def get_fields_to_serialize(self):
+            fields = [trt.PluginField("shifts", self.shifts, trt.PluginFieldType.INT32)]
+            if self.mode == "concat":
+                fields.append(trt.PluginField("channel_major", np.array([int(self.channel_major)], np.int32),
+                                              trt.PluginFieldType.INT32))
+            return trt.PluginFieldCollection(fields)
+
+        def enqueue(self, input_desc, output_desc, inputs, outputs, workspace, stream):
+            import torch
+
+            from xvdeploy.plugins.pssa_triton import pssa_triton
+
+            with torch.cuda.stream(torch.cuda.ExternalStream(stream)):
+                x = _cuda_tensor(inputs[0], input_desc[0].dims, input_desc[0].type)
+                y = _cuda_tensor(outputs[0], output_desc[0].dims, output_desc[0].type)
+                pssa_triton(x, [int(v) for v in self.shifts], self.mode, channel_major=self.channel_major, out=y)
+
+    class PSSACreatorV3(trt.IPluginCreatorV3One):
+        """Makes :class:`PSSAPluginV3` from the ONNX node's ``shifts`` (and ``channel_major``) attributes."""
+
+        def __init__(self, mode: str) -> None:
+            trt.IPluginCreatorV3One.__init__(self)
+            self.mode = mode
+            self.name = OP_TYPES[mode]
+            self.plugin_namespace = PLUGIN_NAMESPACE
+            self.plugin_version = PLUGIN_VERSION
+            names = ["shifts"] + (["channel_major"] if mode == "concat" else [])
+            self.field_names = trt.PluginFieldCollection(
+                [trt.PluginField(n, np.array([], np.int32), trt.PluginFieldType.INT32) for n in names])
+
+        def create_plugin(self, name, field_collection, phase):
+            values = {f.name: np.asarray(f.data).reshape(-1) for f in field_collection}
+            channel_major = values.get("channel_major", np.zeros(1, np.int32))
+            return PSSAPluginV3(self.mode, values.get("shifts", ()), bool(channel_major.size and channel_major[0]),
+                                phase)
+
+    return PSSAPluginV3, PSSACreatorV3
+
+
+def register_v3_plugin(trt: Any) -> dict[str, list[str]]:
+    """Register ``xvdeploy::PSSA`` and ``xvdeploy::PSSAConcat`` as Python ``IPluginV3`` plugins with ``trt``
+    (once per process and module). Returns ``{plugin_id: ["IPluginV3"]}``."""
+    key = f"v3:{trt.__name__}"
+    if key in _state:
+        return _state[key]["registered"]
+    from xvdeploy.plugins.onnx_node import OP_TYPES, PLUGIN_NAMESPACE
+
+    _, creator_cls = _v3_classes(trt)
+    registry = trt.get_plugin_registry()
+    creators, out = [], {}
+    for mode in OP_TYPES:
+        creator = creator_cls(mode)
+        if not registry.register_creator(creator, PLUGIN_NAMESPACE):
+            raise XVDeployError(f"{trt.__name__} already has a plugin {PLUGIN_NAMESPACE}::{OP_TYPES[mode]} "
+                                "registered; register the PSSA plugin once per process")
+        creators.append(creator)  # the registry holds a pointer: keep the Python object alive
+        out[f"{PLUGIN_NAMESPACE}::{OP_TYPES[mode]}"] = ["IPluginV3"]
+    _state[key] = {"registered": out, "creators": creators}
+    return out

@@ -194,7 +194,7 @@ def test_missing_tensorrt_is_a_clear_error():
     try:
         import tensorrt  # noqa: F401
     except ImportError:
-        with pytest.raises(XVDeployError, match="xvdeploy\\[gpu\\]"):
+        with pytest.raises(XVDeployError, match="pip install tensorrt --extra-index-url https://pypi.nvidia.com"):
             trt_plugin.register_trt_plugin()
         assert trt_plugin.has_aot() is False
     else:
@@ -265,3 +265,165 @@ def test_tensorrt_engine_with_the_plugin(mode, aot):
     if cm:
         ref = ref.reshape(2, s, c, 9, 13).transpose(1, 2).reshape(2, out_c, 9, 13)
     torch.testing.assert_close(y, ref)
+
+
+# --------------------------------------------------------------------------- Python IPluginV3 on TensorRT-RTX
+
+
+@pytest.fixture(scope="module")
+def rtx():
+    from xvdeploy.trt import availability
+
+    reason = availability("tensorrt-rtx", build=True)
+    if reason is not None:
+        pytest.skip(f"TensorRT-RTX cannot build here: {reason}")
+    import tensorrt_rtx
+
+    return tensorrt_rtx
+
+
+def test_v3_creator_makes_and_serializes_the_plugin(rtx):
+    """The creator reads the ONNX node's fields as the parser hands them (int32 arrays) and the plugin writes
+    them back for the engine; real tensorrt_rtx objects."""
+    plugin_cls, creator_cls = trt_plugin._v3_classes(rtx)
+    creator = creator_cls("concat")
+    assert (creator.name, creator.plugin_namespace, creator.plugin_version) == ("PSSAConcat", "xvdeploy", "1")
+    assert [f.name for f in creator.field_names] == ["shifts", "channel_major"]
+    fields = rtx.PluginFieldCollection([
+        rtx.PluginField("shifts", np.array([1, -1, 0, 2], np.int32), rtx.PluginFieldType.INT32),
+        rtx.PluginField("channel_major", np.array([1], np.int32), rtx.PluginFieldType.INT32)])
+    plugin = creator.create_plugin("pssa0", fields, rtx.TensorRTPhase.BUILD)
+    assert isinstance(plugin, plugin_cls) and plugin.mode == "concat" and plugin.channel_major
+    assert plugin.shifts.tolist() == [1, -1, 0, 2] and plugin.plugin_name == "PSSAConcat"
+    twin = plugin.clone()
+    assert twin is not plugin and twin.shifts.tolist() == [1, -1, 0, 2] and twin.channel_major
+    written = {f.name: np.asarray(f.data).tolist() for f in plugin.get_fields_to_serialize()}
+    assert written == {"shifts": [1, -1, 0, 2], "channel_major": [1]}
+    summed = creator_cls("sum").create_plugin("p", rtx.PluginFieldCollection(
+        [rtx.PluginField("shifts", np.array([0, 1], np.int32), rtx.PluginFieldType.INT32)]), rtx.TensorRTPhase.RUNTIME)
+    assert summed.mode == "sum" and [f.name for f in summed.get_fields_to_serialize()] == ["shifts"]
+    assert plugin.get_capability_interface(rtx.PluginCapabilityType.BUILD) is plugin
+    assert plugin.get_output_data_types([rtx.DataType.HALF]) == [rtx.DataType.HALF]
+
+
+def _plugin_graph(path):
+    """One PSSA node ("sum") and one PSSAConcat node (channel-major), then a 1×1 conv; dynamic batch."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    from xvdeploy.plugins.onnx_node import DOMAIN, make_node
+
+    w = numpy_helper.from_array(np.random.default_rng(0).standard_normal((4, 12, 1, 1)).astype(np.float32), "w")
+    graph = helper.make_graph(
+        [make_node("x", "t", [(-1, -1), (0, 1)], "sum", name="pssa_sum"),
+         make_node("t", "c", [(-1, -1), (0, 1), (1, 0)], "concat", name="pssa_cat", channel_major=True),
+         helper.make_node("Conv", ["c", "w"], ["y"], name="conv")], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4, 8, 8])], [w])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19), helper.make_opsetid(DOMAIN, 1)])
+    model.ir_version = 10
+    onnx.save(model, str(path))
+    return path
+
+
+_BUILD_SCRIPT = r"""
+import json, sys
+from click.testing import CliRunner
+from xvdeploy.cli import main
+out = []
+for args in json.loads(sys.argv[1]):
+    r = CliRunner().invoke(main, args)
+    out.append({"code": r.exit_code, "stdout": r.stdout, "stderr": r.stderr})
+print(json.dumps(out))
+"""
+
+
+def test_rtx_builds_pssa_plugin_engines(rtx, tmp_path):
+    """A Python IPluginV3 registers with TensorRT-RTX 1.7 and its parser builds the plugin nodes into an engine
+    without a GPU, once libtensorrt_rtx.so is on the library path (the workaround the build names, done here as a
+    user would: a link in a folder on LD_LIBRARY_PATH, set before the process starts)."""
+    import tensorrt_rtx_libs
+
+    from xvdeploy import fold, load_checkpoint, zoo
+    from xvdeploy.export import export_onnx
+
+    libs = sorted(os.path.join(os.path.dirname(tensorrt_rtx_libs.__file__), n)
+                  for n in os.listdir(os.path.dirname(tensorrt_rtx_libs.__file__)) if n.startswith("libtensorrt_rtx.so."))
+    link_dir = tmp_path / "lib"
+    link_dir.mkdir()
+    (link_dir / "libtensorrt_rtx.so").symlink_to(libs[0])
+    tiny = _plugin_graph(tmp_path / "tiny_plugin.onnx")
+    digits = tmp_path / "digits_plugin.onnx"  # the real exported form: export --pssa-plugin
+    export_onnx(fold(load_checkpoint(zoo.pretrained("xv_digits"))), digits, (2, 1, 8, 8), check=False,
+                compare_plain=False, pssa_plugin=True)
+    jobs = [["build", str(tiny), "-o", str(tmp_path / "tiny.plan"), "--runtime", "tensorrt-rtx", "--pssa-plugin",
+             "--opt-shape", "x:2x4x8x8", "--report"],
+            ["build", str(digits), "-o", str(tmp_path / "digits.plan"), "--runtime", "tensorrt-rtx", "--pssa-plugin",
+             "--precision", "fp16", "--report"]]
+    env = dict(os.environ, LD_LIBRARY_PATH=f"{link_dir}:{os.environ.get('LD_LIBRARY_PATH', '')}")
+    proc = subprocess.run([sys.executable, "-c", _BUILD_SCRIPT, json.dumps(jobs)], capture_output=True, text=True,
+                          env=env, cwd=os.getcwd())
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    tiny_run, digits_run = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert tiny_run["code"] == 0, tiny_run
+    assert "parsed 3 layers: PLUGIN_V3 2, CONVOLUTION 1" in tiny_run["stdout"]
+    assert "plugin layers: 2 (pssa_sum, pssa_cat)" in tiny_run["stdout"]
+    assert digits_run["code"] == 0, digits_run
+    assert "PLUGIN_V3 2" in digits_run["stdout"]
+    from xvdeploy.trt.sidecar import read_sidecar
+
+    for name in ("tiny.plan", "digits.plan"):
+        record = read_sidecar(tmp_path / name)
+        assert record.pssa_plugin and record.flavour == "tensorrt-rtx" and (tmp_path / name).stat().st_size > 0
+
+
+def test_rtx_plugin_without_the_library_link_is_one_line(rtx, tmp_path):
+    """Without the link the parser would abort the whole process; the build stops first, with the fix."""
+    from click.testing import CliRunner
+
+    from xvdeploy.cli import main
+    from xvdeploy.trt.flavour import TENSORRT_RTX, plugin_import_problem
+
+    if plugin_import_problem(TENSORRT_RTX, rtx) is None:
+        pytest.skip("libtensorrt_rtx.so is on the library path here")
+    tiny = _plugin_graph(tmp_path / "tiny_plugin.onnx")
+    result = CliRunner().invoke(main, ["build", str(tiny), "-o", str(tmp_path / "t.plan"), "--runtime",
+                                       "tensorrt-rtx", "--pssa-plugin", "--opt-shape", "x:2x4x8x8"])
+    assert result.exit_code == 2
+    (line,) = [l for l in result.stderr.splitlines() if l.strip()]
+    assert line.startswith("error: TensorRT-RTX ") and "loads 'libtensorrt_rtx.so' to import a plugin node" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny_plugin.onnx"]
+
+
+def test_rtx_plugin_engine_runs(rtx, tmp_path):
+    """Running the plugin engine needs an RTX-class GPU (and the library link)."""
+    from xvdeploy.trt import availability
+
+    reason = availability("tensorrt-rtx")
+    if reason is not None:
+        pytest.skip(f"tensorrt-rtx: {reason}")
+    from xvdeploy.trt.flavour import TENSORRT_RTX, plugin_import_problem
+
+    if plugin_import_problem(TENSORRT_RTX, rtx) is not None:
+        pytest.skip("libtensorrt_rtx.so is not on the library path (see test_rtx_builds_pssa_plugin_engines)")
+    if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
+        pytest.skip("the plugin launches the compiled kernel; run without TRITON_INTERPRET")
+    from xvdeploy.bench.backends.base import RunnerSpec
+    from xvdeploy.bench.backends.trt_backend import TensorRTRunner
+    from xvdeploy.plugins.onnx_node import pssa_numpy
+    from xvdeploy.trt.builder import BuildSettings, build_engine
+    from xvdeploy.trt.shapes import static_profile
+
+    tiny = _plugin_graph(tmp_path / "tiny_plugin.onnx")
+    plan = tmp_path / "tiny.plan"
+    build_engine(tiny, plan, BuildSettings("fp32", (static_profile({"x": (2, 4, 8, 8)}),), pssa_plugin=True,
+                                           flavour="tensorrt-rtx"))
+    x = np.random.default_rng(1).standard_normal((2, 4, 8, 8)).astype(np.float32)
+    import onnx
+    w = onnx.numpy_helper.to_array(onnx.load(str(tiny)).graph.initializer[0])
+    t = pssa_numpy(x, [-1, -1, 0, 1])
+    c = pssa_numpy(t, [-1, -1, 0, 1, 1, 0], concat=True, channel_major=True)
+    ref = np.einsum("oc,nchw->nohw", w[:, :, 0, 0], c)
+    with TensorRTRunner(RunnerSpec("tensorrt-rtx", "engine", "fp32", "cuda"), plan) as runner:
+        y = runner.infer(x)
+    assert float(np.linalg.norm(y - ref) / np.linalg.norm(ref)) < 1e-4
