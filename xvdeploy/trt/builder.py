@@ -374,7 +374,9 @@ def build_engine(
     parser = trt.OnnxParser(network, logger)
 
     say(f"parsing {onnx_path} with {here.label} {_where(flavour, here, targets or (here.compute_capability,))}")
+    parse_start = time.perf_counter()
     _parse(parser, logger, onnx_path, settings.precision == "fp16" and strongly_typed, say, flavour.label)
+    parse_seconds = time.perf_counter() - parse_start
     report = network_report(trt, network, list(read_header(onnx_path).pssa_steps) if inputs is not None else [])
     notes = precision_notes(flavour, settings.precision)
     for note in notes:
@@ -406,6 +408,7 @@ def build_engine(
         onnx_file=str(onnx_path),
         build_time=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         build_seconds=round(seconds, 3),
+        parse_seconds=round(parse_seconds, 3),
         builder_optimization_level=settings.builder_optimization_level,
         workspace_mib=settings.workspace_mib,
         pssa_plugin=settings.pssa_plugin,

@@ -60,7 +60,8 @@ class EngineRecord:
     onnx_sha256: str = ""
     onnx_file: str = ""
     build_time: str = ""  # ISO 8601, UTC
-    build_seconds: float = 0.0
+    build_seconds: float = 0.0  # build_serialized_network
+    parse_seconds: float = 0.0  # OnnxParser (FP16 conversion included)
     builder_optimization_level: int | None = None
     workspace_mib: int | None = None
     pssa_plugin: bool = False
