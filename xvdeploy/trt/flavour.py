@@ -11,8 +11,8 @@ build needs a GPU      yes (the engine is for that GPU)             no (CPU-only
 targets                the build GPU's compute capability           ``--compute-capability`` (default: 8.0, 8.6,
                                                                      8.9, 12.0 and later; 7.5 only if asked)
 FP16                   ``BuilderFlag.FP16`` (10) / FP16 ONNX (11)   FP16 ONNX (strongly typed networks only)
-INT8 (Q/DQ ONNX)       explicit quantization, strongly typed        parsed and built, but its INT8 is
-                                                                     weight-only GEMM (support matrix)
+INT8 (Q/DQ ONNX)       explicit quantization, strongly typed        parsed and built (INT8 weights), but its
+                                                                     INT8 is weight-only GEMM (support matrix)
 timing cache           used                                         ignored (no-op since RTX 1.2): not written
 PSSA plugin            ``tensorrt.plugin`` (JIT + AOT)              Python ``IPluginV3`` (no ``tensorrt_rtx.plugin``)
 =====================  ===========================================  ============================================
@@ -177,9 +177,9 @@ def network_flags(flavour: Flavour, trt: ModuleType, precision: str) -> int:
 
 #: what TensorRT-RTX makes of --precision int8 (its support matrix: "INT8 WoQ GEMM", none for 7.5)
 RTX_INT8_NOTE = ("TensorRT-RTX's INT8 is weight-only quantized GEMM (its support matrix lists 'INT8 WoQ GEMM' on "
-                 "compute capability 8.6 and up, none on 7.5): it parses and builds this Q/DQ graph, but the "
-                 "quantized convolutions and activations are not INT8 kernels there; for INT8 convolutions build "
-                 "with --runtime tensorrt")
+                 "compute capability 8.6 and up, none on 7.5): it parses and builds this Q/DQ graph and stores the "
+                 "weights as INT8, but INT8 convolutions and INT8 activations are not among its supported precisions, "
+                 "so expect no INT8 compute speed-up; for INT8 convolutions build with --runtime tensorrt")
 
 
 def precision_notes(flavour: Flavour, precision: str) -> list[str]:
