@@ -30,6 +30,10 @@ parameters that TensorRT does not pass; this kernel needs no scratch, so
 :func:`compile_aot` removes them from the PTX entry (after checking they are
 unused).
 
+TensorRT-RTX 1.7 has no ``tensorrt_rtx.plugin``: :func:`register_v3_plugin`
+registers the same two plugins there as Python ``IPluginV3`` classes (JIT only;
+see the section at the end).
+
 tensorrt and triton are imported inside the functions (through
 :func:`xvdeploy._lazy.require`); this module imports with torch and numpy only.
 """
@@ -47,7 +51,7 @@ import torch
 from xvdeploy._lazy import available, require
 from xvdeploy.errors import XVDeployError
 from xvdeploy.plugins.pssa_triton import kernel_mode, num_warps_for, pick_block, pssa_triton
-from xvdeploy.pssa_contract import MODES, flat_shifts, plugin_id
+from xvdeploy.pssa_contract import MODES, OP_TYPES, PLUGIN_NAMESPACE, PLUGIN_VERSION, flat_shifts, plugin_id
 
 #: autotune tactic -> pixels per program.
 TACTIC_BLOCKS = {1: 256, 2: 1024}
@@ -326,8 +330,6 @@ _TYPESTR = {"FLOAT": "<f4", "HALF": "<f2", "BF16": "<i2"}  # BF16 through an int
 
 def _cuda_tensor(ptr: int, dims, dtype) -> Any:
     """A zero-copy, contiguous torch CUDA tensor over TensorRT's buffer ``ptr`` of ``dims`` and ``dtype``."""
-    import torch
-
     kind = str(dtype).rsplit(".", 1)[-1]
     if kind not in _TYPESTR:
         raise XVDeployError(f"the PSSA TensorRT plugin supports FP32, FP16 and BF16, got {dtype}")
@@ -342,8 +344,6 @@ def _cuda_tensor(ptr: int, dims, dtype) -> Any:
 
 def _v3_classes(trt: Any) -> tuple[type, type]:
     """``(Plugin, Creator)`` classes over ``trt``'s plugin interfaces (``tensorrt`` or ``tensorrt_rtx``)."""
-    from xvdeploy.plugins.onnx_node import OP_TYPES, PLUGIN_NAMESPACE, PLUGIN_VERSION
-
     bases = (trt.IPluginV3, trt.IPluginV3OneCore, trt.IPluginV3OneBuild, trt.IPluginV3OneRuntime)
     floats = {trt.DataType.FLOAT, trt.DataType.HALF} | ({trt.DataType.BF16} if hasattr(trt.DataType, "BF16") else set())
 
@@ -414,10 +414,6 @@ def _v3_classes(trt: Any) -> tuple[type, type]:
             return trt.PluginFieldCollection(fields)
 
         def enqueue(self, input_desc, output_desc, inputs, outputs, workspace, stream):
-            import torch
-
-            from xvdeploy.plugins.pssa_triton import pssa_triton
-
             with torch.cuda.stream(torch.cuda.ExternalStream(stream)):
                 x = _cuda_tensor(inputs[0], input_desc[0].dims, input_desc[0].type)
                 y = _cuda_tensor(outputs[0], output_desc[0].dims, output_desc[0].type)
@@ -451,17 +447,15 @@ def register_v3_plugin(trt: Any) -> dict[str, list[str]]:
     key = f"v3:{trt.__name__}"
     if key in _state:
         return _state[key]["registered"]
-    from xvdeploy.plugins.onnx_node import OP_TYPES, PLUGIN_NAMESPACE
-
     _, creator_cls = _v3_classes(trt)
     registry = trt.get_plugin_registry()
     creators, out = [], {}
-    for mode in OP_TYPES:
+    for mode in MODES:
         creator = creator_cls(mode)
         if not registry.register_creator(creator, PLUGIN_NAMESPACE):
-            raise XVDeployError(f"{trt.__name__} already has a plugin {PLUGIN_NAMESPACE}::{OP_TYPES[mode]} "
+            raise XVDeployError(f"{trt.__name__} already has a plugin {plugin_id(mode)} "
                                 "registered; register the PSSA plugin once per process")
         creators.append(creator)  # the registry holds a pointer: keep the Python object alive
-        out[f"{PLUGIN_NAMESPACE}::{OP_TYPES[mode]}"] = ["IPluginV3"]
+        out[plugin_id(mode)] = ["IPluginV3"]
     _state[key] = {"registered": out, "creators": creators}
     return out

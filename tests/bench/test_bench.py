@@ -142,7 +142,7 @@ def test_bench_bad_input(args, fragments, tmp_path):
     if args == ["--backends", "tensorrt"]:
         from xvdeploy.trt import availability
 
-        if availability() is None:
+        if availability("tensorrt") is None:
             pytest.skip("TensorRT is usable here")
     result = invoke("bench", *args, "--iters", "1", "--quiet")
     assert_one_line_error(result, *fragments)

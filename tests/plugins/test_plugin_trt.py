@@ -311,7 +311,8 @@ def _plugin_graph(path):
     onnx = pytest.importorskip("onnx")
     from onnx import TensorProto, helper, numpy_helper
 
-    from xvdeploy.plugins.onnx_node import DOMAIN, make_node
+    from xvdeploy.plugins.onnx_node import make_node
+    from xvdeploy.pssa_contract import ONNX_DOMAIN as DOMAIN
 
     w = numpy_helper.from_array(np.random.default_rng(0).standard_normal((4, 12, 1, 1)).astype(np.float32), "w")
     graph = helper.make_graph(

@@ -226,7 +226,7 @@ def test_build_cli_refuses_a_mismatching_repository_before_building(make_net, tm
     assert tree(repo) == before and not (tmp_path / "engine.plan").exists()
 
 
-@pytest.mark.skipif(availability() is not None, reason=f"no TensorRT builder here: {availability()}")
+@pytest.mark.skipif(availability("tensorrt") is not None, reason=f"no TensorRT builder here: {availability('tensorrt')}")
 def test_build_cli_adds_the_engine_with_its_profile(make_net, tmp_path):
     net = make_net()
     plan = tmp_path / "net.plan"

@@ -177,3 +177,10 @@ def test_trt_modules_import_without_tensorrt():
             "xvdeploy.cli.build, xvdeploy.inspect_file; "
             "assert not {'tensorrt', 'tensorrt_rtx'} & set(sys.modules), 'tensorrt imported eagerly'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_rtx_engine_is_not_put_in_a_triton_repository(tiny_onnx, rtx):
+    repo = tiny_onnx.parent / "repo"
+    result = invoke(tiny_onnx, "-o", tiny_onnx.parent / "a.plan", "--runtime", "tensorrt-rtx", "--triton-repo", repo)
+    assert_one_line_error(result, "Triton's TensorRT backend loads TensorRT engines, not TensorRT-RTX ones")
+    assert files(tiny_onnx.parent) == {"tiny.onnx"}

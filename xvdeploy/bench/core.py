@@ -68,6 +68,9 @@ class BenchConfig:
 
     def validate(self) -> None:
         """Every check that needs no model: one :class:`XVDeployError` for the first bad field."""
+        engine = self.engine_source()  # an engine of the other flavour is the first thing to say
+        if engine is not None:
+            _check_engine_backends(self.backends, *engine)
         for b in self.backends or []:
             if b not in BACKENDS:
                 raise XVDeployError(f"unknown backend {b!r}; expected some of {', '.join(BACKENDS)}")
@@ -88,9 +91,6 @@ class BenchConfig:
             raise XVDeployError(f"unknown --data {self.data!r}; expected random, digits or images:DIR")
         if self.data == "images" and (self.images_dir is None or not Path(self.images_dir).is_dir()):
             raise XVDeployError(f"--data images needs an existing folder: --data images:DIR (got {self.images_dir})")
-        engine = self.engine_source()
-        if engine is not None:
-            _check_engine_backends(self.backends, *engine)
 
     def engine_source(self) -> tuple[Path, EngineRecord | None] | None:
         """``(plan, sidecar record or None)`` of ``--engine``, or of MODEL when it is an engine."""

@@ -60,11 +60,11 @@ def build(model: Path, output: Path, runtime: str | None, compute_capabilities: 
     settings = BuildSettings(precision, build_profiles(min_shapes, opt_shapes, max_shapes), workspace, opt_level,
                              pssa_plugin, runtime, _compute_capabilities(compute_capabilities))
     if triton is not None:
+        triton.check(output, onnx_path=model)
         if resolve(runtime).is_rtx:
             raise XVDeployError("--triton-repo: Triton's TensorRT backend loads TensorRT engines, not TensorRT-RTX ones; "
                                 "build with --runtime tensorrt for Triton (or add the ONNX file with 'xvdeploy export "
                                 "--triton-repo')")
-        triton.check(output, onnx_path=model)
     record = build_engine(model, output, settings, timing_cache=timing_cache, verbose=verbose, progress=_echo_err)
     if report:
         for line in format_report(record.network_report, record.platform.label):

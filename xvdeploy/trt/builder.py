@@ -35,6 +35,7 @@ from xvdeploy._version import __version__
 from xvdeploy.errors import XVDeployError
 from xvdeploy.export.fp16 import convert_model_to_fp16
 from xvdeploy.export.onnxfile import read_header
+from xvdeploy.fileio import atomic_path, check_output_path
 from xvdeploy.trt import require_flavour
 from xvdeploy.trt.flavour import (
     NAMES,
@@ -49,7 +50,7 @@ from xvdeploy.trt.flavour import (
 )
 from xvdeploy.trt.report import network_report
 from xvdeploy.trt.runtime import current_platform, last_errors, make_logger, register_pssa_plugin
-from xvdeploy.trt.shapes import DeclaredShape, check_profiles, format_shape, profiles_as_json
+from xvdeploy.trt.shapes import DeclaredShape, ShapeRange, check_profiles, format_shape, profiles_as_json
 from xvdeploy.trt.sidecar import EngineRecord, file_sha256, sidecar_path
 
 PRECISIONS = ("fp32", "tf32", "fp16", "int8")
@@ -125,8 +126,6 @@ def read_onnx_inputs(onnx_path: Path) -> dict[str, DeclaredShape]:
 def check_build_request(onnx_path: Path, plan_path: Path, settings: BuildSettings,
                         timing_cache: Path | None = None) -> dict[str, DeclaredShape] | None:
     """Validate a build without TensorRT; returns the model's inputs (``None`` if onnx is not installed)."""
-    from xvdeploy.fileio import check_output_path
-
     if not onnx_path.exists():
         raise XVDeployError(f"model file {onnx_path} does not exist; "
                             "expected an .onnx file such as 'xvdeploy export' writes")
@@ -172,8 +171,6 @@ def default_profiles(onnx_path: Path, inputs: dict[str, DeclaredShape]) -> tuple
     (like trtexec, give --min/--opt/--max-shape for other ranges). Other graphs
     get no default: their dynamic inputs need explicit shapes.
     """
-    from xvdeploy.trt.shapes import ShapeRange
-
     opt = read_header(onnx_path).example_shape()
     if not opt or len(inputs) != 1:
         return ()
@@ -295,8 +292,6 @@ def _attach_timing_cache(flavour: Flavour, config: Any, logger: Any, path: Path 
 
 
 def _save_timing_cache(config: Any, path: Path, say: Progress) -> None:
-    from xvdeploy.fileio import atomic_path
-
     try:
         serialized = config.get_timing_cache().serialize()
         with atomic_path(path) as tmp, open(tmp, "wb") as f:
@@ -420,8 +415,6 @@ def build_engine(
         network_report=report,
         notes=notes,
     )
-    from xvdeploy.fileio import atomic_path
-
     # both files or neither: the plan and its sidecar are renamed into place only after both are written
     with atomic_path(sidecar_path(plan_path)) as side_tmp, atomic_path(plan_path) as plan_tmp:
         with open(plan_tmp, "wb") as f:

@@ -16,6 +16,7 @@ from types import ModuleType
 from typing import Any, Callable
 
 from xvdeploy.errors import XVDeployError
+from xvdeploy.plugins import trt_plugin
 from xvdeploy.trt import require_flavour
 from xvdeploy.trt.flavour import Flavour, engine_validity_problem, local_gpu, plugin_import_problem
 from xvdeploy.trt.sidecar import NO_GPU, EngineRecord, Platform, check_flavour, check_platform, read_sidecar
@@ -83,10 +84,6 @@ def current_platform(flavour: Flavour, trt: ModuleType, device: int | None = Non
 def register_pssa_plugin(flavour: Flavour, trt: ModuleType) -> int:
     """Register the PSSA TensorRT plugin (``xvdeploy.plugins.trt_plugin``) with ``flavour``; return the network
     creation flags it asks for (TensorRT: prefer its ahead-of-time implementation where it has both)."""
-    try:
-        from xvdeploy.plugins import trt_plugin
-    except ImportError as exc:
-        raise XVDeployError(f"the PSSA TensorRT plugin cannot be loaded ({exc}); build without --pssa-plugin") from exc
     if flavour.is_rtx:
         problem = plugin_import_problem(flavour, trt)
         if problem is not None:

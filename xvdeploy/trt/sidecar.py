@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from xvdeploy.errors import XVDeployError
+from xvdeploy.fileio import write_text_atomic
 from xvdeploy.trt.flavour import FLAVOURS
 
 SCHEMA = 1
@@ -115,8 +116,6 @@ def sidecar_path(plan: str | os.PathLike) -> Path:
 
 
 def write_sidecar(plan: str | os.PathLike, record: EngineRecord) -> Path:
-    from xvdeploy.fileio import write_text_atomic
-
     path = sidecar_path(plan)
     write_text_atomic(path, record.to_json())
     return path

@@ -31,11 +31,13 @@ import numpy as np
 from xvdeploy.bench.backends.base import BackendUnavailable, Runner, RunnerSpec
 from xvdeploy.errors import XVDeployError
 from xvdeploy.fileio import write_bytes_atomic
-from xvdeploy.trt.flavour import NAMES, Flavour
-from xvdeploy.trt.sidecar import check_flavour, read_sidecar
 from xvdeploy.trt import availability, require_flavour
+from xvdeploy.trt.builder import BuildSettings, read_onnx_inputs
+from xvdeploy.trt.cache import get_or_build, runtime_cache_path
+from xvdeploy.trt.flavour import NAMES, Flavour
 from xvdeploy.trt.runtime import current_platform, last_errors, load_engine
 from xvdeploy.trt.shapes import format_shape, static_profile
+from xvdeploy.trt.sidecar import check_flavour, read_sidecar
 
 _TORCH_DTYPES = {  # TensorRT DataType name → torch dtype name
     "FLOAT": "float32",
@@ -108,9 +110,6 @@ class TensorRTRunner(Runner):
     def _resolve_plan(self, flavour: Flavour, trt: Any) -> Path:
         if self.plan is not None:
             return self.plan
-        from xvdeploy.trt.builder import BuildSettings, read_onnx_inputs
-        from xvdeploy.trt.cache import get_or_build
-
         inputs = read_onnx_inputs(self.onnx)
         profiles = ()
         if self.input_shape is not None and len(inputs) == 1:
@@ -162,8 +161,6 @@ class TensorRTRunner(Runner):
         """An execution context; TensorRT-RTX's with a runtime cache (its JIT-compiled kernels) from the cache folder."""
         if not flavour.is_rtx or not hasattr(engine, "create_runtime_config"):
             return engine.create_execution_context()
-        from xvdeploy.trt.cache import runtime_cache_path
-
         config = engine.create_runtime_config()
         cache = config.create_runtime_cache()
         path = runtime_cache_path(current_platform(flavour, trt), self.cache_dir)
