@@ -75,6 +75,16 @@ def slice_windows(x: torch.Tensor, kernel: int, stride: int = 1) -> torch.Tensor
     return taps.unflatten(1, (kernel * kernel, x.shape[1])).transpose(1, 2)
 
 
+@torch.no_grad()
+def init_conv_path(rate1: torch.Tensor, rate2: torch.Tensor, dep_conv: nn.Conv2d, kernel_conv: int) -> None:
+    """The reference initialisation of ACmix's mixing rates (0.5 each) and of its grouped ``dep_conv`` (one
+    shift per tap, so the convolution path starts as a plain k×k convolution of ``fc``'s output)."""
+    rate1.fill_(0.5)
+    rate2.fill_(0.5)
+    k = kernel_conv
+    dep_conv.weight.copy_(window_kernel(k).view(1, k * k, k, k).expand_as(dep_conv.weight))
+
+
 class ACmix(nn.Module):
     """ACmix, training form; same arguments, state-dict keys and math as the reference.
 
@@ -119,13 +129,9 @@ class ACmix(nn.Module):
                                   padding=kernel_conv // 2, groups=self.head_dim, bias=False)
         self.reset_parameters()
 
-    @torch.no_grad()
     def reset_parameters(self) -> None:
         """The reference initialisation: rates 0.5, ``dep_conv`` as one shift per tap."""
-        self.rate1.fill_(0.5)
-        self.rate2.fill_(0.5)
-        k = self.kernel_conv
-        self.dep_conv.weight.copy_(window_kernel(k).view(1, k * k, k, k).expand_as(self.dep_conv.weight))
+        init_conv_path(self.rate1, self.rate2, self.dep_conv, self.kernel_conv)
 
     def _windows(self, x: torch.Tensor) -> torch.Tensor:
         """``(N, C, H, W)`` → ``(N, C, k_att², H_out, W_out)``: reflection pad + unfold."""

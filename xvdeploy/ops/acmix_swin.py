@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from xvdeploy.errors import XVDeployError
-from xvdeploy.ops.acmix import window_kernel
+from xvdeploy.ops.acmix import init_conv_path
 from xvdeploy.ops.base import FoldedOp, positive_int
 from xvdeploy.ops.bn import make_linear
 
@@ -224,13 +224,9 @@ class ACmixWindowAttention(WindowAttention):
         self.rate2 = nn.Parameter(torch.empty(1))
         self.reset_parameters()
 
-    @torch.no_grad()
     def reset_parameters(self) -> None:
         """The reference's initialisation of the ACmix parts: rates 0.5, ``dep_conv`` as shifts."""
-        self.rate1.fill_(0.5)
-        self.rate2.fill_(0.5)
-        k = self.kernel_conv
-        self.dep_conv.weight.copy_(window_kernel(k).view(1, k * k, k, k).expand_as(self.dep_conv.weight))
+        init_conv_path(self.rate1, self.rate2, self.dep_conv, self.kernel_conv)
 
     def conv_path(self, qkv: torch.Tensor) -> torch.Tensor:
         """``(B, H, W, 3C)`` → ``(B, H, W, C)``: ``dep_conv(fc(qkv))`` on the map (zero padding at its border)."""
