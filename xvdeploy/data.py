@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -64,3 +65,16 @@ def load_images(folder: str | Path, shape: tuple[int, int, int], limit: int | No
             a = (a - IMAGENET_MEAN[:, None, None]) / IMAGENET_STD[:, None, None]
         out.append(a)
     return np.stack(out).astype(np.float32)
+
+
+def run_batches(runner_infer: Callable[[np.ndarray], np.ndarray], x: np.ndarray, batch: int) -> np.ndarray:
+    """Outputs for all of ``x`` in chunks of ``batch``; a short last chunk is padded (fixed-batch models)."""
+    outs = []
+    for i in range(0, len(x), batch):
+        chunk = x[i:i + batch]
+        if len(chunk) < batch:
+            pad = np.concatenate([chunk, np.repeat(chunk[-1:], batch - len(chunk), axis=0)])
+            outs.append(runner_infer(pad)[:len(chunk)])
+        else:
+            outs.append(runner_infer(chunk))
+    return np.concatenate(outs)

@@ -23,7 +23,7 @@ from xvdeploy.bench.backends.trt_backend import TensorRTRunner
 from xvdeploy.bench.environment import environment
 from xvdeploy.bench.metrics import TOLERANCES, latency_stats, parity, status
 from xvdeploy.checkpoint import model_form
-from xvdeploy.data import digits_split, load_images, random_input
+from xvdeploy.data import digits_split, load_images, random_input, run_batches
 from xvdeploy.errors import XVDeployError, first_line
 from xvdeploy.export import export_onnx
 from xvdeploy.export.onnxfile import ort_session, read_header
@@ -280,19 +280,6 @@ def load_data(cfg: BenchConfig, shape: tuple[int, int, int], batch: int, is_digi
     if kind == "random":
         return random_input((batch, *shape), cfg.seed), None, f"random normal (seed {cfg.seed})"
     raise XVDeployError(f"unknown --data {kind!r}; expected random, digits or images:DIR")
-
-
-def run_batches(runner_infer: Callable[[np.ndarray], np.ndarray], x: np.ndarray, batch: int) -> np.ndarray:
-    """Outputs for all of ``x`` in chunks of ``batch``; a short last chunk is padded (fixed-batch models)."""
-    outs = []
-    for i in range(0, len(x), batch):
-        chunk = x[i:i + batch]
-        if len(chunk) < batch:
-            pad = np.concatenate([chunk, np.repeat(chunk[-1:], batch - len(chunk), axis=0)])
-            outs.append(runner_infer(pad)[:len(chunk)])
-        else:
-            outs.append(runner_infer(chunk))
-    return np.concatenate(outs)
 
 
 # -- runners --------------------------------------------------------------------------------------------------
