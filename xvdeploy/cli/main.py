@@ -53,14 +53,14 @@ class XVGroup(click.Group):
 @click.option("--debug", is_flag=True, help="Show full tracebacks for errors.")
 @click.pass_context
 def main(ctx: click.Context, debug: bool) -> None:
-    """Fold, export, build and benchmark X-volution / X-volution(SA) / ACmix networks."""
+    """Fold, export, quantize, build and benchmark X-volution / X-volution(SA) / ACmix networks."""
     ctx.meta["xvdeploy.debug"] = debug
 
 
 def _add_commands() -> None:
-    from xvdeploy.cli import bench, build, export, fold, inspect, loadtest, serve, zoo
+    from xvdeploy.cli import bench, build, export, fold, inspect, loadtest, quantize, serve, zoo
 
-    for module in (fold, export, build, bench, inspect, zoo, serve, loadtest):
+    for module in (fold, export, quantize, build, bench, inspect, zoo, serve, loadtest):
         main.add_command(getattr(module, module.__name__.rsplit(".", 1)[1]))
 
 
