@@ -57,8 +57,8 @@ def quantize(model: Path, output: Path, calibration: str, method: str, placement
     if sensitivity_path is not None and report_path is not None:
         check_output_path(report_path, sensitivity_path)
     options = QuantizeOptions(method, placement, _names(keep_float), activations)
-    shape = model_input(load_float_model(model)).shape
-    data = load_calibration(calibration, shape, limit=samples)
+    inp = model_input(load_float_model(model))
+    data = load_calibration(calibration, inp.shape, limit=samples, image_shape=inp.example)
     report = quantize_onnx(model, output, data, options, with_sensitivity=sensitivity_path is not None)
     for line in report.format_lines():
         click.echo(line)

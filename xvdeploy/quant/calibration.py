@@ -32,8 +32,11 @@ class CalibrationSet:
 
 
 def load_calibration(spec: str, shape: tuple[int | None, int | None, int | None] | None,
-                     limit: int | None = None) -> CalibrationSet:
+                     limit: int | None = None, image_shape: tuple[int, int, int] | None = None) -> CalibrationSet:
     """Read ``spec`` and check it against the model's input ``(C, H, W)`` (None: any size on that axis).
+
+    Images are resized to ``image_shape`` (default: ``shape``, when it is fixed),
+    e.g. the example shape a dynamic-size export records.
 
     Raises :class:`XVDeployError` for an unknown source, an unreadable file, an
     empty set, a wrong shape or non-finite values.
@@ -47,10 +50,11 @@ def load_calibration(spec: str, shape: tuple[int | None, int | None, int | None]
         folder = spec.partition(":")[2]
         if not folder:
             raise XVDeployError("--calibration images needs a folder: --calibration images:DIR")
-        if shape is None or any(d is None for d in shape):
+        size = image_shape or (shape if shape is not None and None not in shape else None)
+        if size is None:
             raise XVDeployError("the model's input size is not fixed, so images cannot be resized for it; "
                                 "give the calibration data as a .npy file of N×C×H×W inputs")
-        x = load_images(folder, shape)  # type: ignore[arg-type]
+        x = load_images(folder, size)
         out = CalibrationSet(x, f"{len(x)} images from {folder}")
     else:
         x, what = _load_array_file(spec)
@@ -71,6 +75,11 @@ def _load_array_file(spec: str) -> tuple[np.ndarray, str]:
     if not path.is_file():
         raise XVDeployError(f"calibration file {str(path)!r} does not exist; expected a .npy/.npz file of "
                             "N×C×H×W inputs")
+    with path.open("rb") as f:
+        magic = f.read(6)
+    if magic != b"\x93NUMPY" and not magic.startswith(b"PK"):  # numpy would take anything else for a pickle
+        raise XVDeployError(f"calibration file {str(path)!r} is not a readable .npy/.npz file (no NumPy header); "
+                            "expected an N×C×H×W array saved with numpy.save or numpy.savez")
     try:
         loaded = np.load(path, allow_pickle=False)
     except ValueError as exc:  # object arrays need pickle: refused

@@ -49,6 +49,7 @@ PLACEMENTS = ("split-scales", "float-pssa")
 DEFAULT_PLACEMENT = "split-scales"
 ACTIVATIONS = ("int8", "uint8")
 METADATA_KEY = "xvdeploy.quantization"
+INPUT_SHAPE_KEY = "xvdeploy.input_shape"  # written by xvdeploy export: NxCxHxW of its example input
 
 
 @dataclass
@@ -70,6 +71,7 @@ class ModelInput:
     name: str
     shape: tuple[int | None, int | None, int | None] | None  # (C, H, W), None where dynamic
     fixed_batch: int | None
+    example: tuple[int, int, int] | None = None  # (C, H, W): the fixed shape, else the one export recorded
 
 
 @dataclass
@@ -127,7 +129,15 @@ def model_input(model) -> ModelInput:
     dims = [d.dim_value if d.dim_value > 0 else None for d in tensor.shape.dim]
     if len(dims) != 4:
         raise XVDeployError(f"input {value.name!r} has rank {len(dims)}; expected an N×C×H×W input")
-    return ModelInput(value.name, tuple(dims[1:]), dims[0])  # type: ignore[arg-type]
+    shape = tuple(dims[1:])
+    example = shape if None not in shape else None
+    recorded = {p.key: p.value for p in model.metadata_props}.get(INPUT_SHAPE_KEY, "")  # untrusted: checked
+    parts = recorded.split("x")
+    if example is None and len(parts) == 4 and all(p.isdigit() and 0 < int(p) < 1 << 16 for p in parts):
+        candidate = tuple(int(p) for p in parts[1:])
+        if all(s is None or s == c for s, c in zip(shape, candidate)):
+            example = candidate
+    return ModelInput(value.name, shape, dims[0], example)  # type: ignore[arg-type]
 
 
 def resolve_keep_float(model, names: tuple[str, ...] | list[str], blocks: list[PSSABlock] = ()) -> list[str]:

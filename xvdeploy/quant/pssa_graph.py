@@ -118,6 +118,10 @@ def find_pssa_blocks(model) -> list[PSSABlock]:
                 block = _block(g, pad, conv, mul, other, x, w, group)
                 if block is not None:
                     blocks.append(block)
+    labels = [b.label for b in blocks]
+    for b in blocks:  # labels name blocks on the command line: keep them unique
+        if labels.count(b.label) > 1:
+            b.label = b.mul
     return blocks
 
 
@@ -146,12 +150,15 @@ def _block(g: _Graph, pad, conv, mul, other: str, x: str, w: np.ndarray, group: 
             weight = g.const(convs[0].input[1])
             block.t_offset = 0 if concat.input[0] == t else int(weight.shape[1]) - block.t_channels
             block.label = _label(convs[0].input[1]) or mul.name
+    elif len(users) == 1 and users[0].op_type == "Conv" and len(users[0].input) > 1:  # unmerged: T ─ attention conv
+        block.label = _label(users[0].input[1]) or mul.name
     return block
 
 
 def _label(weight_name: str) -> str | None:
-    """``xv1.conv.weight`` -> ``xv1``: the module the exporter named the merged weight after."""
-    for suffix in (".conv.weight", ".weight"):
+    """``xv1.conv.weight`` / ``xv1.attn_conv.weight`` -> ``xv1``: the module the exporter named the weight after."""
+    weight_name = weight_name.removesuffix(RESCALED)
+    for suffix in (".attn_conv.weight", ".conv.weight"):
         if weight_name.endswith(suffix):
             return weight_name[: -len(suffix)]
     return None
