@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import numpy as np
 
-#: rel-L2 tolerance against the float32 training form, per precision
-TOLERANCES = {"fp32": 1e-5, "tf32": 1e-3, "fp16": 1e-2, "bf16": 1e-2}
+#: rel-L2 tolerance against the float32 training form, per precision. int8: 8-bit per-tensor activations
+#: put ~1e-2 on the logits (measured 1.1e-2 to 2.0e-2 on the digits model and a random xv_resnet50_s3,
+#: docs/benchmarks.md); 5e-2 leaves room for deeper nets and still fails a broken placement (8.4e-2 with one
+#: scale over concat[X, T] on the digits model).
+TOLERANCES = {"fp32": 1e-5, "tf32": 1e-3, "fp16": 1e-2, "bf16": 1e-2, "int8": 5e-2}
 
 
 def parity(y: np.ndarray, ref: np.ndarray, classifier: bool = True) -> dict:

@@ -202,3 +202,24 @@ def test_bf16_torch_runs_mixed_precision_within_tolerance():
     assert {(r.form, r.status) for r in report.results} == {("train", "PASS"), ("folded", "PASS")}
     assert all(1e-4 < r.parity["rel_l2"] <= 1e-2 for r in report.results)  # really reduced precision
     assert {r.accuracy for r in report.results} == {report.results[0].accuracy}
+
+
+def test_int8_status_has_its_own_tolerance_and_accuracy_goal():
+    close, far = {"rel_l2": 2e-2}, {"rel_l2": 8e-2}
+    assert status(close, "int8") == "PASS" and status(far, "int8") == "FAIL" and status(close, "fp16") == "FAIL"
+    assert status(close, "int8", accuracy=0.9889, reference_accuracy=0.9911) == "PASS"  # 0.22 points
+    assert status(close, "int8", accuracy=0.9844, reference_accuracy=0.9911) == "FAIL"  # 0.67 points
+
+
+def test_bench_int8_row_on_onnxruntime_cpu():
+    """int8 quantizes the exported digits model (calibrated on the training split) and keeps its accuracy."""
+    report = run_bench(BenchConfig(backends=["onnxruntime"], precisions=["fp32", "int8"], batches=[8], iters=2,
+                                   warmup=1))
+    rows = {r.precision: r for r in report.results}
+    assert set(rows) == {"fp32", "int8"} and "digits training split" in report.calibration
+    int8 = rows["int8"]
+    assert int8.options == {"u8s8": True} and int8.status == "PASS"
+    assert 1e-4 < int8.parity["rel_l2"] < 5e-2 and int8.parity["top1_agreement"] > 0.99  # really quantized
+    assert int8.accuracy >= rows["fp32"].accuracy - 0.005
+    with pytest.raises(BackendUnavailable, match="custom PSSA nodes cannot be quantized"):
+        OrtRunner(RunnerSpec("onnxruntime", "onnx-plugin", "int8", "cpu"), "x.onnx", plugin=True)

@@ -29,6 +29,7 @@ from xvdeploy.export import export_onnx
 from xvdeploy.export.onnxfile import ort_session, read_header
 from xvdeploy.folding import fold
 from xvdeploy.loading import load_model_source
+from xvdeploy.quant.calibration import load_calibration
 from xvdeploy.trt import availability
 from xvdeploy.trt.sidecar import EngineRecord, file_sha256, flavour_label, read_sidecar
 
@@ -62,6 +63,7 @@ class BenchConfig:
     state_key: str | None = None
     pssa_plugin: bool = False
     engine: Path | None = None  # a prebuilt engine of the model, run by its flavour's backend
+    calibration: str | None = None  # int8: calibration data (see xvdeploy.quant.calibration); None: see calibration_data
 
     def __post_init__(self) -> None:
         self.validate()
@@ -142,6 +144,7 @@ class BenchReport:
     results: list[BenchResult] = field(default_factory=list)
     skipped: list[dict] = field(default_factory=list)
     checkpoint: str | None = None  # how a training script's checkpoint was unwrapped, if it was
+    calibration: str = ""  # what int8 rows were calibrated on
 
     @property
     def failed(self) -> bool:
@@ -149,7 +152,8 @@ class BenchReport:
 
     def to_dict(self) -> dict:
         return {"environment": self.environment, "model": self.model, "reference": self.reference, "data": self.data,
-                "checkpoint": self.checkpoint, "results": [r.to_dict() for r in self.results], "skipped": self.skipped}
+                "checkpoint": self.checkpoint, "calibration": self.calibration or None,
+                "results": [r.to_dict() for r in self.results], "skipped": self.skipped}
 
 
 # -- sources ------------------------------------------------------------------------------------------------
@@ -282,6 +286,25 @@ def load_data(cfg: BenchConfig, shape: tuple[int, int, int], batch: int, is_digi
     raise XVDeployError(f"unknown --data {kind!r}; expected random, digits or images:DIR")
 
 
+#: random calibration inputs for a model bench feeds random data (a different seed from the measured inputs)
+RANDOM_CALIBRATION_SAMPLES = 16
+
+
+def calibration_data(cfg: BenchConfig, shape: tuple[int, int, int], is_digits: bool) -> tuple[np.ndarray, str]:
+    """Calibration inputs of the int8 rows: ``cfg.calibration``, else the digits training split (digits model),
+    else the benched images themselves, else random normal inputs (another seed than the measured ones)."""
+    spec = cfg.calibration or ("digits" if is_digits and (cfg.data or "digits") == "digits" else None)
+    if spec is None and cfg.data == "images":
+        spec = f"images:{cfg.images_dir}"
+    if spec is not None:
+        cal = load_calibration(spec, shape)
+        in_sample = " (the measured images themselves)" if cfg.calibration is None and cfg.data == "images" else ""
+        return cal.x, cal.description + in_sample
+    seed = cfg.seed + 1
+    x = random_input((RANDOM_CALIBRATION_SAMPLES, *shape), seed)
+    return x, f"{RANDOM_CALIBRATION_SAMPLES} random normal inputs (seed {seed}); give --calibration for real data"
+
+
 # -- runners --------------------------------------------------------------------------------------------------
 
 
@@ -294,8 +317,9 @@ def backend_reason(backend: str) -> str | None:
     return None
 
 
-def make_runners(cfg: BenchConfig, src: Sources, devices: list[str], batches: list[int]):
-    """Yield ``(spec, factory)`` for every combination asked for."""
+def make_runners(cfg: BenchConfig, src: Sources, devices: list[str], batches: list[int],
+                 calibration: np.ndarray | None = None):
+    """Yield ``(spec, factory)`` for every combination asked for (``calibration``: inputs of the int8 rows)."""
     backends = cfg.backends or list(BACKENDS)
     plan_backend = engine_backend(src)
     for backend in backends:
@@ -314,8 +338,10 @@ def make_runners(cfg: BenchConfig, src: Sources, devices: list[str], batches: li
                         yield spec, lambda spec=spec, model=model: TorchRunner(
                             spec, model, compile=cfg.compile, cuda_graph=cfg.cuda_graphs and spec.device == "cuda")
                 elif backend == "onnxruntime" and src.onnx is not None:
-                    spec = RunnerSpec("onnxruntime", "onnx-plugin" if src.plugin else "onnx", precision, device)
-                    yield spec, lambda spec=spec: OrtRunner(spec, src.onnx, cfg.threads, plugin=src.plugin)
+                    options = {"u8s8": True} if precision == "int8" else {}  # the layout of the int8 rows
+                    spec = RunnerSpec("onnxruntime", "onnx-plugin" if src.plugin else "onnx", precision, device, options)
+                    yield spec, lambda spec=spec: OrtRunner(spec, src.onnx, cfg.threads, plugin=src.plugin,
+                                                            calibration=calibration)
                 elif backend in TRT_BACKENDS and (src.onnx is not None or src.plan is not None):
                     spec = RunnerSpec(backend, "engine", precision, "cuda")
 
@@ -323,6 +349,10 @@ def make_runners(cfg: BenchConfig, src: Sources, devices: list[str], batches: li
                         reason = backend_reason(spec.backend)
                         if reason:
                             raise BackendUnavailable(spec.backend, reason)
+                        if spec.precision == "int8" and src.plan is None:
+                            raise BackendUnavailable(spec.backend, "the bench builds its engines from the float export; "
+                                                     "for int8 build one from a Q/DQ file ('xvdeploy quantize', then "
+                                                     "'xvdeploy build --precision int8') and bench it with --engine")
                         shape = (max(batches), *(cfg.input_shape or src.shape or ()))
                         return TensorRTRunner(spec, src.plan, onnx=src.onnx, input_shape=shape if len(shape) == 4 else None,
                                               cuda_graph=cfg.cuda_graphs, pssa_plugin=cfg.pssa_plugin)
@@ -348,7 +378,10 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -
         for batch in batches:
             x, labels, report.data = load_data(cfg, shape, batch, src.is_digits)
             per_batch[batch] = (x, labels, _reference_outputs(reference_fn, x, batch, shape))
-        for spec, factory in make_runners(cfg, src, cfg.resolved_devices(), batches):
+        calibration = None
+        if "int8" in cfg.precisions:
+            calibration, report.calibration = calibration_data(cfg, shape, src.is_digits)
+        for spec, factory in make_runners(cfg, src, cfg.resolved_devices(), batches, calibration):
             if backend_reason(spec.backend):
                 continue
             try:

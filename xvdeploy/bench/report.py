@@ -34,9 +34,11 @@ def environment_lines(report: BenchReport) -> list[str]:
     gpu = env["gpu"]["name"] if env.get("gpu") else "none"
     versions = ", ".join(f"{k} {v}" for k, v in env["versions"].items() if v)
     checkpoint = f"; checkpoint: {report.checkpoint}" if report.checkpoint else ""
-    return [f"model: {report.model}{checkpoint}; data: {report.data}; reference: {report.reference}",
-            f"machine: {env['cpu']} ({env['cpu_count']} CPUs, torch threads {env['torch_threads']}), GPU: {gpu}",
-            f"versions: {versions}; date: {env['date']}"]
+    lines = [f"model: {report.model}{checkpoint}; data: {report.data}; reference: {report.reference}"]
+    if report.calibration:
+        lines.append(f"int8 calibration: {report.calibration}")
+    return lines + [f"machine: {env['cpu']} ({env['cpu_count']} CPUs, torch threads {env['torch_threads']}), GPU: {gpu}",
+                    f"versions: {versions}; date: {env['date']}"]
 
 
 def text(report: BenchReport) -> str:

@@ -1,4 +1,12 @@
-"""The ``onnxruntime`` backend: CPU execution provider, CUDA provider with I/O binding when present."""
+"""The ``onnxruntime`` backend: CPU execution provider, CUDA provider with I/O binding when present.
+
+``int8`` quantizes the ONNX file first (:mod:`xvdeploy.quant`, the default
+placement) with the calibration inputs the bench hands over, in onnxruntime's
+CPU layout: uint8 activations, int8 per-channel weights (U8S8), where every
+convolution fuses into one ``QLinearConv``. The TensorRT layout (int8
+activations, zero point 0) runs slower than float32 in onnxruntime's CPU
+provider here (docs/benchmarks.md): a ReLU between its Q/DQ pairs does not fuse.
+"""
 from __future__ import annotations
 
 import os
@@ -9,6 +17,7 @@ import numpy as np
 
 from xvdeploy.bench.backends.base import BackendUnavailable, Runner, RunnerSpec
 from xvdeploy.export.onnxfile import device_providers, device_unavailable, ort_session, provider_problem
+from xvdeploy.quant.quantize import quantize_for_bench
 
 
 def ort_support(precision: str, device: str, plugin: bool = False) -> str | None:
@@ -25,21 +34,34 @@ def ort_support(precision: str, device: str, plugin: bool = False) -> str | None
         return "onnxruntime bf16 graphs are not supported by xvdeploy"
     if precision == "fp16" and device == "cpu":
         return "onnxruntime's CPU provider has no fp16 convolution kernels on x86"
+    if precision == "int8" and device != "cpu":
+        return "onnxruntime's CUDA provider has no int8 convolution kernels (a Q/DQ graph runs dequantized); " \
+               "TensorRT runs int8 on a GPU"
+    if precision == "int8" and plugin:
+        return "a graph with custom PSSA nodes cannot be quantized; bench int8 without --pssa-plugin"
     return None
 
 
+#: activation layout of the onnxruntime CPU int8 rows (see the module docstring)
+INT8_ACTIVATIONS = "uint8"
+
+
 class OrtRunner(Runner):
-    """Runs an ONNX file; ``fp16`` converts it first (inputs and outputs stay float32)."""
+    """Runs an ONNX file; ``fp16`` converts it first, ``int8`` quantizes it first with ``calibration``
+    (inputs and outputs stay float32)."""
 
     def __init__(self, spec: RunnerSpec, onnx_path: str | os.PathLike, threads: int | None = None,
-                 plugin: bool = False) -> None:
+                 plugin: bool = False, calibration: np.ndarray | None = None) -> None:
         super().__init__(spec)
         reason = ort_support(spec.precision, spec.device, plugin)
         if reason:
             raise BackendUnavailable("onnxruntime", reason)
+        if spec.precision == "int8" and calibration is None:
+            raise BackendUnavailable("onnxruntime", "int8 needs calibration inputs")
         self.onnx_path = Path(onnx_path)
         self.threads = threads
         self.plugin = plugin
+        self.calibration = calibration
 
     def activate_impl(self) -> None:
         path = self.onnx_path
@@ -51,6 +73,10 @@ class OrtRunner(Runner):
             self._tmp = tempfile.TemporaryDirectory(prefix="xvdeploy-fp16-")
             path = Path(self._tmp.name) / "fp16.onnx"
             convert_file_to_fp16(self.onnx_path, path)
+        elif self.spec.precision == "int8":
+            self._tmp = tempfile.TemporaryDirectory(prefix="xvdeploy-int8-")
+            path = Path(self._tmp.name) / "int8.onnx"
+            quantize_for_bench(self.onnx_path, path, self.calibration, INT8_ACTIVATIONS)
         self.session = ort_session(path, device_providers(self.spec.device), threads=self.threads, plugin=self.plugin)
         problem = provider_problem(self.session, self.spec.device)
         if problem:
