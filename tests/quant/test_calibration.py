@@ -72,10 +72,10 @@ def test_bad_sources(tmp_path):
 
 def test_readers_split_into_equal_batches_and_chunks():
     x = np.arange(1348, dtype=np.float32).reshape(-1, 1, 1, 1)
-    assert batch_size_for(1348) == 4 and batch_size_for(7) == 7 and batch_size_for(17) == 1
+    assert batch_size_for(1348) == 4 and batch_size_for(7) == 7 and batch_size_for(17) == 1 and batch_size_for(64) == 8
     assert batch_size_for(10, fixed_batch=4) == 4
     seen = []
-    for reader in readers("input", x, 4, batches_per_chunk=8):
+    for reader in readers("input", x, 4, samples_per_chunk=32):
         while (item := reader.get_next()) is not None:
             seen.append(item["input"])
     assert all(len(b) == 4 for b in seen) and np.concatenate(seen).ravel().tolist() == list(range(1348))

@@ -130,7 +130,7 @@ def check_calibration_array(x: np.ndarray, shape: tuple[int | None, ...] | None,
     return x
 
 
-def batch_size_for(n: int, fixed_batch: int | None = None, largest: int = 16) -> int:
+def batch_size_for(n: int, fixed_batch: int | None = None, largest: int = 8) -> int:
     """Batch size that splits ``n`` samples evenly (histogram calibrators need equal batches), ≤ ``largest``;
     a model with a fixed batch gets that batch."""
     if fixed_batch:
@@ -156,10 +156,11 @@ class ArrayReader:
         return len(self.x) // self.batch
 
 
-def readers(input_name: str, x: np.ndarray, batch: int, batches_per_chunk: int = 8):
-    """Readers over consecutive chunks of ``x``: one calibrator pass per chunk keeps memory bounded
-    (onnxruntime's calibrators hold every intermediate output of a pass)."""
-    step = batch * batches_per_chunk
+def readers(input_name: str, x: np.ndarray, batch: int, samples_per_chunk: int = 16):
+    """Readers over consecutive chunks of ``x`` (whole batches, about ``samples_per_chunk`` inputs): one
+    calibrator pass per chunk keeps memory bounded (onnxruntime's calibrators hold every intermediate output
+    of a pass)."""
+    step = batch * max(1, samples_per_chunk // batch)
     usable = len(x) - len(x) % batch
     for start in range(0, usable, step):
         yield ArrayReader(input_name, x, batch, start, min(start + step, usable))

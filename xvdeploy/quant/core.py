@@ -184,8 +184,10 @@ def preprocess(model, workdir: Path):
     return onnx.load(str(dst))
 
 
-def calibrate(model, inp: ModelInput, x: np.ndarray, method: str, symmetric: bool, workdir: Path):
-    """Ranges of every float tensor of ``model`` on ``x`` (onnxruntime ``TensorsData``)."""
+def calibrate(model, inp: ModelInput, x: np.ndarray, method: str, symmetric: bool, workdir: Path,
+              calibrator_options: dict | None = None):
+    """Ranges of every float tensor of ``model`` on ``x`` (onnxruntime ``TensorsData``); ``calibrator_options``
+    go to onnxruntime's ``create_calibrator`` (e.g. ``num_bins``)."""
     onnx = require("onnx", "Quantization")
     q = _ort_quant()
     batch = batch_size_for(len(x), inp.fixed_batch)
@@ -196,7 +198,7 @@ def calibrate(model, inp: ModelInput, x: np.ndarray, method: str, symmetric: boo
     onnx.save(model, str(path))
     cal_method = {"minmax": q.CalibrationMethod.MinMax, "entropy": q.CalibrationMethod.Entropy,
                   "percentile": q.CalibrationMethod.Percentile}[method]
-    extra = {"symmetric": symmetric}
+    extra = {"symmetric": symmetric, **(calibrator_options or {})}
     with _quiet():
         calibrator = q.create_calibrator(str(path), [], augmented_model_path=str(workdir / "augmented.onnx"),
                                          calibrate_method=cal_method, extra_options=extra,
@@ -231,7 +233,8 @@ def t_scales(blocks: list[PSSABlock], ranges) -> dict[str, float]:
     return alphas
 
 
-def prepare(model, x: np.ndarray, options: QuantizeOptions, workdir: Path) -> Prepared:
+def prepare(model, x: np.ndarray, options: QuantizeOptions, workdir: Path,
+            calibrator_options: dict | None = None) -> Prepared:
     """Pre-process, apply the placement and calibrate (twice for ``split-scales``: before and after rescaling)."""
     options.validate()
     inp = model_input(model)
@@ -239,12 +242,12 @@ def prepare(model, x: np.ndarray, options: QuantizeOptions, workdir: Path) -> Pr
     model = preprocess(model, workdir)
     blocks = find_pssa_blocks(model)
     symmetric = options.activations == "int8"
-    ranges = calibrate(model, inp, x, options.method, symmetric, workdir)
+    ranges = calibrate(model, inp, x, options.method, symmetric, workdir, calibrator_options)
     alphas: dict[str, float] = {}
     if options.placement == "split-scales" and any(b.merged for b in blocks):
         alphas = t_scales(blocks, ranges)
         model = rescale_t(model, blocks, alphas)
-        ranges = calibrate(model, inp, x, options.method, symmetric, workdir)
+        ranges = calibrate(model, inp, x, options.method, symmetric, workdir, calibrator_options)
     batch = batch_size_for(len(x), inp.fixed_batch)
     return Prepared(model, inp, blocks, ranges, alphas, options, len(x) - len(x) % batch)
 
