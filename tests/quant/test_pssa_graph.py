@@ -5,12 +5,12 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from xvdeploy.export.onnx_export import ort_session
+from xvdeploy.export.onnxfile import ort_session
 from xvdeploy.quant.pssa_graph import find_pssa_blocks, rescale_t
 
 
 def _run(model, x):
-    return ort_session(model.SerializeToString()).run(None, {"input": x})[0]
+    return ort_session(model).run(None, {"input": x})[0]
 
 
 def test_finds_each_kind_of_pssa_block_in_an_exported_model(three_blocks_onnx):

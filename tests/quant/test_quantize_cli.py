@@ -10,7 +10,7 @@ from PIL import Image
 
 from tests.cli.conftest import assert_one_line_error, digest, invoke
 from xvdeploy.data import digits_split
-from xvdeploy.export.onnx_export import ort_session
+from xvdeploy.export.onnxfile import ort_session
 from xvdeploy.quant import QuantizeOptions, load_calibration, quantize_onnx
 from xvdeploy.quant.core import METADATA_KEY
 
@@ -158,7 +158,7 @@ def test_bad_inputs_are_one_line_and_write_nothing(digits_onnx, tmp_path, folder
     for args, message in cases:
         assert_one_line_error(invoke("quantize", digits_onnx, *args), message)
     assert_one_line_error(invoke("quantize", tmp_path / "text.onnx", "--calibration", "digits", "-o", out),
-                          "not a readable ONNX file")
+                          "is not an ONNX model")
     assert_one_line_error(invoke("quantize", tmp_path / "nope.onnx", "--calibration", "digits", "-o", out),
                           "no such file")
     assert folder_files() == before and digest(digits_onnx) == source_digest

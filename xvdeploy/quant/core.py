@@ -40,6 +40,7 @@ import numpy as np
 
 from xvdeploy._lazy import require
 from xvdeploy.errors import XVDeployError, first_line
+from xvdeploy.export.onnxfile import header_of, load_model
 from xvdeploy.fileio import atomic_path
 from xvdeploy.quant.calibration import batch_size_for, readers
 from xvdeploy.quant.pssa_graph import PSSABlock, find_pssa_blocks, rescale_t
@@ -49,7 +50,6 @@ PLACEMENTS = ("split-scales", "float-pssa")
 DEFAULT_PLACEMENT = "split-scales"
 ACTIVATIONS = ("int8", "uint8")
 METADATA_KEY = "xvdeploy.quantization"
-INPUT_SHAPE_KEY = "xvdeploy.input_shape"  # written by xvdeploy export: NxCxHxW of its example input
 
 
 @dataclass
@@ -98,46 +98,37 @@ class Prepared:
 
 def load_float_model(path: str | os.PathLike):
     """The ONNX model at ``path``, or one clear error if it cannot be quantized."""
-    onnx = require("onnx", "Quantization")
-    path = Path(path)
-    if not path.is_file():
-        raise XVDeployError(f"{str(path)!r}: no such file; expected an ONNX model")
-    try:
-        model = onnx.load(str(path))
-    except Exception as exc:
-        raise XVDeployError(f"{str(path)!r} is not a readable ONNX file ({first_line(exc)})") from None
-    ops = {n.op_type for n in model.graph.node}
-    if ops & {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul"}:
-        raise XVDeployError(f"{str(path)!r} is already quantized (it holds QuantizeLinear/DequantizeLinear nodes); "
+    model = load_model(path)
+    header = header_of(model)
+    if {n.op_type for n in model.graph.node} & {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul"}:
+        raise XVDeployError(f"{path} is already quantized (it holds QuantizeLinear/DequantizeLinear nodes); "
                             "expected a float model")
-    custom = sorted({f"{n.domain}::{n.op_type}" for n in model.graph.node if n.domain not in ("", "ai.onnx")})
-    if custom:
-        raise XVDeployError(f"{str(path)!r} holds custom ops ({', '.join(custom)}; e.g. from export --pssa-plugin); "
-                            "quantize the standard-op export instead")
-    if len(model.graph.input) != 1:
-        raise XVDeployError(f"{str(path)!r} has {len(model.graph.input)} inputs; quantization needs a model with one "
+    if header.custom_ops:
+        ops = ", ".join(f"{d}::{op}" for d, op in header.custom_ops)
+        raise XVDeployError(f"{path} holds custom ops ({ops}; e.g. from export --pssa-plugin); quantize the "
+                            "standard-op export instead")
+    if len(header.inputs) != 1:
+        raise XVDeployError(f"{path} has {len(header.inputs)} inputs; quantization needs a model with one "
                             "N×C×H×W input")
     return model
 
 
 def model_input(model) -> ModelInput:
-    """Name, ``(C, H, W)`` (None where dynamic) and fixed batch of the model's one input."""
-    value = model.graph.input[0]
-    tensor = value.type.tensor_type
-    if tensor.elem_type != 1:  # FLOAT
-        raise XVDeployError(f"input {value.name!r} is not float32; expected a float32 N×C×H×W input")
-    dims = [d.dim_value if d.dim_value > 0 else None for d in tensor.shape.dim]
+    """Name, ``(C, H, W)`` (None where dynamic), fixed batch and example shape of the model's one input."""
+    header = header_of(model)
+    ((name, dims),) = header.inputs.items()
+    if header.input_types[name] != 1:  # TensorProto.FLOAT
+        raise XVDeployError(f"input {name!r} is not float32; expected a float32 N×C×H×W input")
     if len(dims) != 4:
-        raise XVDeployError(f"input {value.name!r} has rank {len(dims)}; expected an N×C×H×W input")
-    shape = tuple(dims[1:])
+        raise XVDeployError(f"input {name!r} has rank {len(dims)}; expected an N×C×H×W input")
+    batch, *chw = (d if d > 0 else None for d in dims)
+    shape = tuple(chw)
     example = shape if None not in shape else None
-    recorded = {p.key: p.value for p in model.metadata_props}.get(INPUT_SHAPE_KEY, "")  # untrusted: checked
-    parts = recorded.split("x")
-    if example is None and len(parts) == 4 and all(p.isdigit() and 0 < int(p) < 1 << 16 for p in parts):
-        candidate = tuple(int(p) for p in parts[1:])
-        if all(s is None or s == c for s, c in zip(shape, candidate)):
-            example = candidate
-    return ModelInput(value.name, shape, dims[0], example)  # type: ignore[arg-type]
+    recorded = header.example_shape()  # metadata: untrusted, so checked against the graph's own dims
+    if example is None and recorded is not None and len(recorded) == 4 and \
+            all(s is None or s == r for s, r in zip(shape, recorded[1:])):
+        example = tuple(recorded[1:])
+    return ModelInput(name, shape, batch, example)  # type: ignore[arg-type]
 
 
 def resolve_keep_float(model, names: tuple[str, ...] | list[str], blocks: list[PSSABlock] = ()) -> list[str]:

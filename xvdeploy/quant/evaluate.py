@@ -5,7 +5,7 @@ import numpy as np
 import torch
 
 from xvdeploy.data import run_batches
-from xvdeploy.export.onnx_export import ort_session
+from xvdeploy.export.onnxfile import ort_session
 from xvdeploy.folding.check import rel_l2
 
 #: batch for running dynamic-batch models over a data set
@@ -14,7 +14,7 @@ EVAL_BATCH = 64
 
 def session(model):
     """onnxruntime CPU session of an in-memory ModelProto."""
-    return ort_session(model.SerializeToString())
+    return ort_session(model)
 
 
 def run_model(sess, x: np.ndarray, fixed_batch: int | None = None) -> np.ndarray:
