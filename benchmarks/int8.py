@@ -59,7 +59,8 @@ from xvdeploy.quant.sensitivity import sensitivity  # noqa: E402
 LATENCY_BATCH = 8
 R50 = "xv_resnet50_s3"
 R50_CALIBRATION, R50_EVAL = 8, 8  # random-normal inputs (seeds 1 and 2): the network has random weights anyway
-TENSORRT_ENTROPY_BINS = {"num_bins": 2048, "num_quantized_bins": 128}
+#: extra entropy rows (int8, split-scales): onnxruntime's default histogram, and TensorRT's bin count
+ENTROPY_VARIANTS = ({"num_bins": 128}, {"num_bins": 2048})
 
 
 def _export(model, path: Path, shape) -> Path:
@@ -82,13 +83,14 @@ def section_digits(args, workdir: Path) -> dict:
     methods = ["minmax"] if args.quick else ["minmax", "entropy", "percentile"]
     runs = [(a, p, m, None) for a in ("int8", "uint8") for p in ("split-scales", "float-pssa") for m in methods]
     if not args.quick:
-        runs.append(("int8", "split-scales", "entropy", TENSORRT_ENTROPY_BINS))
+        runs += [("int8", "split-scales", "entropy", bins) for bins in ENTROPY_VARIANTS]
     rows, sens = [], {}
     for activations, placement, method, bins in runs:
         prep, qmodel, took = _quantize(model, cal.x, QuantizeOptions(method, placement, (), activations), workdir, bins)
         m = compare_models(model, qmodel, cal.eval_x, cal.eval_labels, inp)
         rows.append({"activations": activations, "placement": placement, "method": method,
-                     "bins": bins["num_bins"] if bins else None, "seconds": took, **m})
+                     "bins": bins["num_bins"] if bins else None, "passes": prep.calibration_passes, "seconds": took,
+                     **m})
         log(f"digits {activations} {placement} {method}{' bins' if bins else ''}: rel-L2 {m['rel_l2']:.3e} "
             f"accuracy {m['accuracy_int8']:.4f}")
         if activations == "int8" and method == "minmax" and not bins:

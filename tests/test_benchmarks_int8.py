@@ -31,7 +31,8 @@ def run(accuracy=0.9889, speedup=2.3):
             "digits": {"calibration": "digits training split (1348 images)", "evaluation": "digits held-out split",
                        "rows": [_row("int8", "split-scales", "minmax", acc=accuracy),
                                 _row("int8", "float-pssa", "minmax", rel=8.4e-2),
-                                _row("int8", "split-scales", "entropy", bins=2048, rel=1.27, acc=0.11)],
+                                _row("int8", "split-scales", "entropy", bins=128),
+                                _row("int8", "split-scales", "entropy", bins=2048, rel=1.27e-1)],
                        "sensitivity": {"split-scales": _sens("node_conv2d_2"), "float-pssa": _sens("node_conv2d_4")},
                        "load_1min": 1.5},
             "resnet": {"name": "xv_resnet50_s3", "calibration_inputs": 8, "eval_inputs": 8, "load_1min": 1.5,
@@ -47,7 +48,8 @@ def test_block_has_markers_sections_and_verdicts():
     for heading in ("### 1. The shipped digits model", "### 2. `xv_resnet50_s3`", "### 3. `xv_resnet50_s3` at batch 8"):
         assert heading in block
     assert "| int8 | split-scales (default) | minmax | 2.00e-02 |" in block
-    assert "| int8 | split-scales | entropy (2048 bins) | 1.27e+00 |" in block and "TensorRT's entropy" in block
+    assert "| int8 | split-scales | entropy (2048 bins) | 1.27e-01 |" in block
+    assert "the min/max one: rel-L2 2.00e-02 against minmax's 2.00e-02" in block and "2048 bins: 1.27e-01" in block
     assert "0.22 points below — **met**" in block and "2.30× [0.90–1.10] — **met**" in block
     assert "Unsupported padding mode: [wrap]" in block and "amx_int8, amx_bf16" in block
     assert block.count("Per-layer sensitivity") == 2

@@ -159,7 +159,7 @@ class ArrayReader:
 def readers(input_name: str, x: np.ndarray, batch: int, samples_per_chunk: int = 16):
     """Readers over consecutive chunks of ``x`` (whole batches, about ``samples_per_chunk`` inputs): one
     calibrator pass per chunk keeps memory bounded (onnxruntime's calibrators hold every intermediate output
-    of a pass)."""
+    of a pass; :func:`xvdeploy.quant.core.calibrate` sizes the chunks)."""
     step = batch * max(1, samples_per_chunk // batch)
     usable = len(x) - len(x) % batch
     for start in range(0, usable, step):

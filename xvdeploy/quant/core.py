@@ -8,14 +8,15 @@ OpenVINO reads; ``"uint8"`` is asymmetric UINT8 activations, onnxruntime's
 CPU layout (U8S8: a ReLU folds into the quantize, so every convolution fuses
 into one ``QLinearConv``), which TensorRT does not read.
 
-Calibration runs once per model (onnxruntime's calibrators, fed in chunks);
+Calibration runs once per model (onnxruntime's calibrators, in passes sized to memory);
 the ranges are then handed to onnxruntime's ``QDQQuantizer`` — what
 ``quantize_static`` does after its own calibration — so the sensitivity
-report and the placement comparison reuse one calibration. The histogram
-methods keep onnxruntime's defaults (entropy: 128 bins; percentile: 2048 bins,
-99.999 %): with TensorRT's 2048 entropy bins onnxruntime's KL search clipped
-the digits model's post-ReLU tensors to a tenth of their range (accuracy
-0.11, docs/benchmarks.md).
+report and the placement comparison reuse one calibration. ``entropy`` is
+onnxruntime's KL-divergence search over a :data:`ENTROPY_BINS`-bin histogram
+(its default of 128 bins and 128 quantized bins leaves one candidate, the
+min/max range, so that would be minmax again); ``percentile`` keeps
+onnxruntime's defaults (2048 bins, 99.999 %). docs/benchmarks.md has both
+against minmax on the digits model.
 
 X-volution placement (see :mod:`xvdeploy.quant.pssa_graph`, docs/benchmarks.md for the measurements):
 
@@ -40,7 +41,7 @@ import numpy as np
 
 from xvdeploy._lazy import require
 from xvdeploy.errors import XVDeployError, first_line
-from xvdeploy.export.onnxfile import header_of, load_model
+from xvdeploy.export.onnxfile import header_of, load_model, ort_session
 from xvdeploy.fileio import atomic_path
 from xvdeploy.quant.calibration import batch_size_for, readers
 from xvdeploy.quant.pssa_graph import PSSABlock, find_pssa_blocks, rescale_t
@@ -85,6 +86,7 @@ class Prepared:
     alphas: dict[str, float] = field(default_factory=dict)
     options: QuantizeOptions = field(default_factory=QuantizeOptions)
     calibration_samples: int = 0
+    calibration_passes: int = 1
 
     def excluded_nodes(self) -> list[str]:
         """Nodes kept in float: the placement's and ``--keep-float``'s."""
@@ -175,10 +177,23 @@ def preprocess(model, workdir: Path):
     return onnx.load(str(dst))
 
 
+#: histogram bins of ``--method entropy`` (onnxruntime's default 128 equals its 128 quantized bins: no search)
+ENTROPY_BINS = 512
+#: memory for the intermediate outputs of one calibration pass (onnxruntime's calibrators hold them all)
+CALIBRATION_PASS_BYTES = 1 << 30
+
+
 def calibrate(model, inp: ModelInput, x: np.ndarray, method: str, symmetric: bool, workdir: Path,
               calibrator_options: dict | None = None):
-    """Ranges of every float tensor of ``model`` on ``x`` (onnxruntime ``TensorsData``); ``calibrator_options``
-    go to onnxruntime's ``create_calibrator`` (e.g. ``num_bins``)."""
+    """``(ranges, passes)``: ranges of every float tensor of ``model`` on ``x`` (onnxruntime ``TensorsData``),
+    and how many calibrator passes the inputs took.
+
+    As many inputs go into one pass as :data:`CALIBRATION_PASS_BYTES` holds
+    (measured on one batch). That matters for the histogram methods:
+    onnxruntime's histogram keeps the bin width of its first pass and adds
+    bins as the range grows, so with several passes their ranges depend on
+    the split.
+    ``calibrator_options`` go to onnxruntime's ``create_calibrator`` (e.g. ``num_bins``)."""
     onnx = require("onnx", "Quantization")
     q = _ort_quant()
     batch = batch_size_for(len(x), inp.fixed_batch)
@@ -189,21 +204,32 @@ def calibrate(model, inp: ModelInput, x: np.ndarray, method: str, symmetric: boo
     onnx.save(model, str(path))
     cal_method = {"minmax": q.CalibrationMethod.MinMax, "entropy": q.CalibrationMethod.Entropy,
                   "percentile": q.CalibrationMethod.Percentile}[method]
-    extra = {"symmetric": symmetric, **(calibrator_options or {})}
+    extra = {"symmetric": symmetric, **({"num_bins": ENTROPY_BINS} if method == "entropy" else {}),
+             **(calibrator_options or {})}
     with _quiet():
         calibrator = q.create_calibrator(str(path), [], augmented_model_path=str(workdir / "augmented.onnx"),
                                          calibrate_method=cal_method, extra_options=extra,
                                          providers=["CPUExecutionProvider"])
         try:
-            for reader in readers(inp.name, x, batch):
+            per_pass = _inputs_per_pass(workdir / "augmented.onnx", inp, x, batch)
+            passes = 0
+            for reader in readers(inp.name, x, batch, per_pass):
                 calibrator.collect_data(reader)
+                passes += 1
             ranges = calibrator.compute_data()
         except XVDeployError:
             raise
         except Exception as exc:  # the model cannot take these inputs
             raise XVDeployError(f"calibration failed on inputs of shape {'x'.join(map(str, x.shape[1:]))}: "
                                 f"{first_line(exc)}") from None
-    return ranges
+    return ranges, passes
+
+
+def _inputs_per_pass(augmented: Path, inp: ModelInput, x: np.ndarray, batch: int) -> int:
+    """Whole batches of inputs whose intermediate outputs fit :data:`CALIBRATION_PASS_BYTES` (one batch measured)."""
+    outputs = ort_session(augmented).run(None, {inp.name: x[:batch]})
+    per_input = max(1.0, sum(o.nbytes for o in outputs) / batch)
+    return max(batch, int(CALIBRATION_PASS_BYTES / per_input) // batch * batch)
 
 
 def tensor_range(ranges, name: str) -> float:
@@ -233,14 +259,14 @@ def prepare(model, x: np.ndarray, options: QuantizeOptions, workdir: Path,
     model = preprocess(model, workdir)
     blocks = find_pssa_blocks(model)
     symmetric = options.activations == "int8"
-    ranges = calibrate(model, inp, x, options.method, symmetric, workdir, calibrator_options)
+    ranges, passes = calibrate(model, inp, x, options.method, symmetric, workdir, calibrator_options)
     alphas: dict[str, float] = {}
     if options.placement == "split-scales" and any(b.merged for b in blocks):
         alphas = t_scales(blocks, ranges)
         model = rescale_t(model, blocks, alphas)
-        ranges = calibrate(model, inp, x, options.method, symmetric, workdir, calibrator_options)
+        ranges, passes = calibrate(model, inp, x, options.method, symmetric, workdir, calibrator_options)
     batch = batch_size_for(len(x), inp.fixed_batch)
-    return Prepared(model, inp, blocks, ranges, alphas, options, len(x) - len(x) % batch)
+    return Prepared(model, inp, blocks, ranges, alphas, options, len(x) - len(x) % batch, passes)
 
 
 # -- quantization --------------------------------------------------------------------------------------------------

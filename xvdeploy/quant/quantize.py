@@ -115,6 +115,9 @@ def quantize_onnx(src: str | os.PathLike, dst: str | os.PathLike, calibration: C
         report.evaluation = {"data": what, **compare_models(model, qmodel, ex, labels, inp)}
         if with_sensitivity:
             report.sensitivity = sensitivity(prep, ex, labels, what)
+        if prep.calibration_passes > 1 and options.method != "minmax":
+            report.notes.append(f"note: calibration took {prep.calibration_passes} passes (memory); {options.method}'s "
+                                "histogram keeps its first pass's bin width, so its ranges depend on that split")
         if prep.calibration_samples < len(x):
             report.notes.append(f"note: the model's fixed batch {inp.fixed_batch} left "
                                 f"{len(x) - prep.calibration_samples} calibration inputs unused")
