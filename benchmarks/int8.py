@@ -43,11 +43,11 @@ from xvdeploy.bench.backends.base import RunnerSpec  # noqa: E402
 from xvdeploy.bench.backends.ort_backend import OrtRunner  # noqa: E402
 from xvdeploy.bench.backends.torch_backend import TorchRunner  # noqa: E402
 from xvdeploy.bench.environment import environment  # noqa: E402
-from xvdeploy.bench.metrics import parity  # noqa: E402
 from xvdeploy.checkpoint import load_checkpoint  # noqa: E402
 from xvdeploy.data import random_input  # noqa: E402
 from xvdeploy.export import export_onnx  # noqa: E402
 from xvdeploy.folding import fold  # noqa: E402
+from xvdeploy.metrics import parity  # noqa: E402
 from xvdeploy.models.digits import CHECKPOINT  # noqa: E402
 from xvdeploy.quant.calibration import load_calibration  # noqa: E402
 from xvdeploy.quant.core import (  # noqa: E402

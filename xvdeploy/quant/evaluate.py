@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from xvdeploy.data import run_batches
 from xvdeploy.export.onnxfile import ort_session
-from xvdeploy.folding.check import rel_l2
+from xvdeploy.metrics import parity
 
 #: batch for running dynamic-batch models over a data set
 EVAL_BATCH = 64
@@ -24,10 +23,9 @@ def run_model(sess, x: np.ndarray, fixed_batch: int | None = None) -> np.ndarray
 
 def output_metrics(y: np.ndarray, ref: np.ndarray, labels: np.ndarray | None = None) -> dict:
     """``rel_l2`` of ``y`` against ``ref``, top-1 agreement (classifiers), accuracy of both (with ``labels``)."""
-    out = {"rel_l2": rel_l2(torch.from_numpy(y.reshape(len(y), -1)), torch.from_numpy(ref.reshape(len(ref), -1))),
-           "top1_agreement": None, "accuracy_float": None, "accuracy_int8": None}
+    p = parity(y, ref)
+    out = {"rel_l2": p["rel_l2"], "top1_agreement": p["top1_agreement"], "accuracy_float": None, "accuracy_int8": None}
     if y.ndim == 2 and y.shape[1] > 1:
-        out["top1_agreement"] = float(np.mean(y.argmax(1) == ref.argmax(1)))
         if labels is not None:
             out["accuracy_float"] = float(np.mean(ref.argmax(1) == labels))
             out["accuracy_int8"] = float(np.mean(y.argmax(1) == labels))
