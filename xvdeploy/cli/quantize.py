@@ -27,8 +27,9 @@ def _names(values: tuple[str, ...]) -> tuple[str, ...]:
 @click.option("--activations", type=click.Choice(ACTIVATIONS), default="int8",
               help="int8: zero point 0, TensorRT's explicit-quantization layout; uint8: asymmetric, onnxruntime's "
                    "fast CPU layout (TensorRT cannot read it).")
-@click.option("--keep-float", "keep_float", multiple=True, metavar="NODE|OPTYPE",
-              help="Keep these nodes (names or op types) in float; repeat or join with commas.")
+@click.option("--keep-float", "keep_float", multiple=True, metavar="NODE|OPTYPE|BLOCK",
+              help="Keep these in float: node names, op types, or PSSA blocks by the label printed (e.g. xv1); "
+                   "repeat or join with commas.")
 @click.option("--sensitivity", "sensitivity_path", type=click.Path(path_type=Path, dir_okay=False), default=None,
               metavar="REPORT.md|.json", help="Quantize one layer at a time and write the per-layer report.")
 @click.option("--samples", type=click.IntRange(1), default=None, help="Use at most this many calibration inputs.")

@@ -79,6 +79,9 @@ class QuantizeReport:
             lines.append(line)
         if self.sensitivity is not None:
             lines += self.sensitivity.text().splitlines()
+        if o.activations == "int8":
+            lines.append("note: onnxruntime's CPU provider runs this layout slower than float (its ReLUs stay between "
+                         "Q/DQ pairs); for onnxruntime quantize with --activations uint8 (docs/benchmarks.md, INT8)")
         return lines + self.notes
 
 
