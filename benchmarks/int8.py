@@ -39,6 +39,7 @@ from benchmarks.cpu_measure import elapsed, interleave, log, median, ort_default
 from benchmarks.docblock import DOC, write_block, write_json  # noqa: E402
 from benchmarks.int8_render import BEGIN, DEFAULT_ROUNDS, END, LATENCY_VARIANTS, render_int8  # noqa: E402
 from xvdeploy import zoo  # noqa: E402
+from xvdeploy._lazy import require  # noqa: E402
 from xvdeploy.bench.backends.base import RunnerSpec  # noqa: E402
 from xvdeploy.bench.backends.ort_backend import OrtRunner  # noqa: E402
 from xvdeploy.bench.backends.torch_backend import TorchRunner  # noqa: E402
@@ -124,7 +125,7 @@ def section_resnet(args, workdir: Path) -> dict:
 
 def _openvino(folded, x: np.ndarray, hint: str):
     """OpenVINO CPU, converted from the PyTorch model (its ONNX frontend rejects Pad mode=wrap)."""
-    import openvino as ov
+    ov = require("openvino", "benchmarks/int8.py's OpenVINO rows")
 
     compiled = ov.Core().compile_model(ov.convert_model(folded.eval(), example_input=torch.from_numpy(x)), "CPU",
                                        {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY"})
@@ -134,7 +135,7 @@ def _openvino(folded, x: np.ndarray, hint: str):
 
 
 def section_latency(args, name: str, onnx_path: Path, files: dict, folded, shape) -> dict:
-    import openvino as ov
+    ov = require("openvino", "benchmarks/int8.py's OpenVINO rows")
 
     x = np.random.default_rng(0).standard_normal((LATENCY_BATCH, *shape), dtype=np.float32)
     with torch.no_grad():

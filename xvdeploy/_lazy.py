@@ -29,6 +29,7 @@ _EXTRAS = {
     "ray": ("serve", "Ray Serve (xvdeploy serve)"),
     "tritonclient": ("serve", "Writing a Triton model repository"),
     "google": ("serve", "Protocol buffers (Triton model configurations)"),
+    "openvino": ("openvino", "OpenVINO"),
 }
 
 #: import name -> install command, where the extra alone cannot install it
