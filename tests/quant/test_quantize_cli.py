@@ -169,3 +169,31 @@ def test_an_int8_model_is_not_quantized_again(quantized_digits, tmp_path):
     assert_one_line_error(invoke("quantize", out, "--calibration", "digits", "-o", tmp_path / "again.onnx"),
                           "already quantized")
     assert not (tmp_path / "again.onnx").exists()
+
+
+def _builders():
+    from xvdeploy.trt import availability
+
+    out = []
+    for flavour in ("tensorrt", "tensorrt-rtx"):
+        reason = availability(flavour, build=True)
+        marks = [pytest.mark.skip(reason=f"{flavour}: {reason}")] if reason else []
+        out.append(pytest.param(flavour, marks=marks, id=flavour))
+    return out
+
+
+@pytest.mark.parametrize("flavour", _builders())
+def test_tensorrt_builds_the_int8_layout_and_refuses_uint8(quantized_digits, digits_onnx, tmp_path, flavour):
+    """The default file is TensorRT's explicit-quantization layout: its parser and builder take it; the uint8
+    (asymmetric, onnxruntime CPU) layout has non-zero zero points, which TensorRT refuses."""
+    out, _, _, _ = quantized_digits
+    result = invoke("build", out, "-o", tmp_path / "d8.plan", "--runtime", flavour, "--precision", "int8", "--report")
+    assert result.exit_code == 0, result.output
+    assert "QUANTIZE" in result.output and "DEQUANTIZE" in result.output  # parsed as Q/DQ layers
+    u8 = tmp_path / "d8u.onnx"
+    assert invoke("quantize", digits_onnx, "-o", u8, "--calibration", "digits", "--samples", "64",
+                  "--activations", "uint8").exit_code == 0
+    refused = invoke("build", u8, "-o", tmp_path / "u8.plan", "--runtime", flavour, "--precision", "int8")
+    last = refused.stderr.strip().splitlines()[-1]  # after TensorRT's own parser warnings
+    assert refused.exit_code == 2 and last.startswith("error: ") and "zero point" in last
+    assert not (tmp_path / "u8.plan").exists()
