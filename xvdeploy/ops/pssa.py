@@ -7,7 +7,10 @@ Two formulations of the same function:
 * the depthwise-shift form (the ACmix paper's §4.3 trick): a cyclic shift is a
   depthwise convolution with a fixed one-hot kernel after wrap padding, so
   ``A = DepthwiseConv(Pad_wrap(X, P), K_fixed)``. It exports as Pad(wrap) →
-  Conv(group=C) → Mul instead of ~28 Slice/Concat/Add nodes.
+  Conv(group=C) → Mul instead of ~28 Slice/Concat/Add nodes; under
+  :func:`portable_wrap_pad` (the export's ``--portable`` / opset < 19) the
+  wrap padding is written as Slice+Concat instead (same values, 6 nodes, no
+  ``Pad mode=wrap``, which needs opset 19 and many runtimes refuse).
 
 Shifts follow :func:`torch.roll`: ``roll_s(X)[i] = X[i - s]`` (cyclic). Modes,
 shift lists and the "concat" channel orders are defined in
@@ -15,9 +18,10 @@ shift lists and the "concat" channel orders are defined in
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -25,7 +29,8 @@ import torch.nn.functional as F
 from xvdeploy.ops.base import is_tracing
 from xvdeploy.pssa_contract import Shift, check_mode, default_shifts, pssa_transform, resolve_shifts
 
-__all__ = ["ShiftKernel", "default_shifts", "pssa_depthwise", "pssa_transform", "resolve_shifts"]
+__all__ = ["ShiftKernel", "default_shifts", "portable_wrap_pad", "pssa_depthwise", "pssa_transform", "resolve_shifts",
+           "wrap_pad"]
 
 
 @dataclass(frozen=True)
@@ -79,6 +84,39 @@ class ShiftKernel:
         return self.pad_h <= h and self.pad_w <= w
 
 
+_portable_pad = False
+
+
+@contextlib.contextmanager
+def portable_wrap_pad(enabled: bool = True) -> Iterator[None]:
+    """While active, :func:`wrap_pad` traces as Slice+Concat instead of ``Pad(mode=wrap)`` (an export-time setting)."""
+    global _portable_pad
+    before, _portable_pad = _portable_pad, enabled
+    try:
+        yield
+    finally:
+        _portable_pad = before
+
+
+def wrap_pad(x: torch.Tensor, pad_h: int, pad_w: int) -> torch.Tensor:
+    """Cyclic padding of the last two axes by ``pad_h`` rows and ``pad_w`` columns on each side.
+
+    ``F.pad(mode="circular")`` (exported as ``Pad(mode=wrap)``), or, while
+    tracing under :func:`portable_wrap_pad`, the same copy as
+    ``Concat(X[..., -p:], X, X[..., :p])`` per axis: the Slices have constant
+    starts/ends (negative from the end), so H and W stay dynamic. Both copy
+    values only, so the results are bit-identical; eager mode always takes
+    ``F.pad``.
+    """
+    if not (_portable_pad and is_tracing()):
+        return F.pad(x, (pad_w, pad_w, pad_h, pad_h), mode="circular")
+    if pad_w:
+        x = torch.cat([x[..., -pad_w:], x, x[..., :pad_w]], dim=-1)
+    if pad_h:
+        x = torch.cat([x[..., -pad_h:, :], x, x[..., :pad_h, :]], dim=-2)
+    return x
+
+
 def pssa_depthwise(x: torch.Tensor, kernel: ShiftKernel, weight: torch.Tensor, mode: str = "sum",
                    repeat_weight: torch.Tensor | None = None) -> torch.Tensor:
     """Depthwise-shift PSSA with a prepared ``weight`` (see :meth:`ShiftKernel.weight`).
@@ -92,7 +130,7 @@ def pssa_depthwise(x: torch.Tensor, kernel: ShiftKernel, weight: torch.Tensor, m
     _, c, h, w = x.shape
     if not is_tracing() and not kernel.fits(h, w):
         return pssa_transform(x, shifts=kernel.shifts, mode=mode, channel_major=True)
-    padded = F.pad(x, (kernel.pad_w, kernel.pad_w, kernel.pad_h, kernel.pad_h), mode="circular")
+    padded = wrap_pad(x, kernel.pad_h, kernel.pad_w)
     a = F.conv2d(padded, weight, dilation=kernel.dilation, groups=c)
     if mode == "sum":
         return x * a
