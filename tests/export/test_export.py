@@ -36,11 +36,12 @@ def test_digits_export_is_standard_dynamic_and_matches(digits_onnx):
     assert not any(n.op_type == "Col2Im" for n in proto.graph.node)
     dims = [d.dim_param or d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim]
     assert dims == ["batch", 1, "height", "width"]
-    assert proto.ir_version <= 10 and report.parity_ok and len(report.parity) >= 2
-    pads = [n for n in proto.graph.node if n.op_type == "Pad"]
-    assert pads and all(onnx.helper.get_attribute_value(a) == b"wrap" for n in pads for a in n.attribute if a.name == "mode")
-    # the X-volution blocks add exactly Pad, Mul and Concat to the plain-conv twin
-    assert set(report.extra_ops) <= {"Pad", "Mul", "Concat"}
+    assert proto.ir_version <= 10 and report.parity_ok and len(report.parity) == 3
+    # the default: opset 17, the cyclic pad as Slice+Concat (no Pad mode=wrap, which many runtimes refuse)
+    assert report.opset == 17 and report.portable and proto.opset_import[0].version == 17
+    assert not [n for n in proto.graph.node if n.op_type == "Pad"]
+    # the X-volution blocks add exactly Slice, Concat and Mul to the plain-conv twin
+    assert set(report.extra_ops) <= {"Slice", "Mul", "Concat"}
     assert report.trt["ok"]
     # an interpreter independent of onnxruntime agrees, at another batch and size
     x = np.random.default_rng(1).standard_normal((3, 1, 10, 9), dtype=np.float32)
@@ -49,9 +50,9 @@ def test_digits_export_is_standard_dynamic_and_matches(digits_onnx):
     assert rel_l2(torch.from_numpy(_reference_run(path, x)), ref) <= 1e-5
 
 
-def _block_parity(block: torch.nn.Module, shape, tmp_path):
+def _block_parity(block: torch.nn.Module, shape, tmp_path, **kwargs):
     path = tmp_path / "block.onnx"
-    report = export_onnx(block, path, shape, compare_plain=False)
+    report = export_onnx(block, path, shape, compare_plain=False, **kwargs)
     x = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
     with torch.no_grad():
         ref = block(torch.from_numpy(x))
@@ -62,9 +63,19 @@ def _block_parity(block: torch.nn.Module, shape, tmp_path):
 @pytest.mark.parametrize("kwargs", [dict(), dict(mode="concat"), dict(stride=2, kernel_size=5), dict(distance=2)])
 def test_xvolution_block_exports_as_at_most_six_nodes(kwargs, tmp_path):
     block = randomize_bn(XVolution(8, 8, **kwargs)).fold()
-    proto, report = _block_parity(block, (1, 8, 9, 10), tmp_path)
+    proto, report = _block_parity(block, (1, 8, 9, 10), tmp_path, opset=19)
     assert len(proto.graph.node) <= 6, [n.op_type for n in proto.graph.node]
     assert {n.op_type for n in proto.graph.node} <= {"Pad", "Conv", "Mul", "Concat", "Reshape", "Unsqueeze"}
+
+
+@pytest.mark.parametrize("kwargs, limit", [(dict(), 10), (dict(distance=2, stride=2), 10), (dict(mode="concat"), 11)])
+def test_xvolution_block_portable_form_is_at_most_ten_nodes(kwargs, limit, tmp_path):
+    """Slice+Concat per padded axis (4 Slices, 2 Concats) instead of one Pad; "concat" mode keeps its repeat conv."""
+    block = randomize_bn(XVolution(8, 8, **kwargs)).fold()
+    proto, report = _block_parity(block, (1, 8, 9, 10), tmp_path)
+    ops = [n.op_type for n in proto.graph.node]
+    assert report.portable and len(ops) <= limit and ops.count("Slice") == 4 and "Pad" not in ops, ops
+    assert set(ops) <= {"Slice", "Concat", "Conv", "Mul"}
 
 
 def test_xvolution_sa_block_exports_with_matmul_softmax(tmp_path):
@@ -83,7 +94,7 @@ def test_acmix_block_exports_without_col2im(tmp_path):
 @pytest.mark.slow
 def test_xv_resnet50_s3_census_vs_resnet50(tmp_path):
     model = fold(zoo.create("xv_resnet50_s3").eval())
-    report = export_onnx(model, tmp_path / "xv.onnx", (1, 3, 224, 224), check=False)
+    report = export_onnx(model, tmp_path / "xv.onnx", (1, 3, 224, 224), check=False, opset=19)
     assert set(report.extra_ops) <= {"Pad", "Mul", "Concat"} and report.extra_ops
     assert report.missing_ops == []
     counts = {c.op_type: c.count for c in report.census}
@@ -104,7 +115,10 @@ def test_static_export(tmp_path, digits_checkpoint):
     model = fold(load_checkpoint(digits_checkpoint))
     report = export_onnx(model, tmp_path / "s.onnx", (2, 1, 8, 8), dynamic=False, compare_plain=False)
     dims = [d.dim_value for d in onnx.load(str(tmp_path / "s.onnx")).graph.input[0].type.tensor_type.shape.dim]
-    assert dims == [2, 1, 8, 8] and report.dynamic_axes == [] and len(report.parity) == 2
+    assert dims == [2, 1, 8, 8] and report.dynamic_axes == []
+    # a static file: onnxruntime twice and onnx.reference, all at its one shape
+    assert [(p.runtime, p.shape) for p in report.parity] == [("onnxruntime", (2, 1, 8, 8))] * 2 + [
+        ("onnx.reference", (2, 1, 8, 8))]
 
 
 def test_cli_export_with_report(tmp_path, digits_checkpoint):
@@ -113,8 +127,8 @@ def test_cli_export_with_report(tmp_path, digits_checkpoint):
     out, rep = tmp_path / "d.onnx", tmp_path / "r.json"
     result = invoke("export", src, "-o", out, "--report", rep)
     assert result.exit_code == 0, result.output
-    for text in ("Pad", "ai.onnx", "standard ONNX only", "extra op types {Concat, Mul, Pad}", "TensorRT",
-                 "onnxruntime parity"):
+    for text in ("Slice", "ai.onnx", "standard ONNX only", "extra op types {Concat, Mul, Slice}", "TensorRT",
+                 "onnxruntime parity", "onnx.reference parity at 1x1x8x8", "cyclic pad: Slice+Concat (portable)"):
         assert text in result.output
     data = json.loads(rep.read_text())
     assert data["standard_only"] and data["parity_ok"] and data["census"]
@@ -131,7 +145,8 @@ def test_cli_inspect_onnx_and_checkpoint(tmp_path, digits_onnx, digits_checkpoin
 @pytest.mark.parametrize("args, fragments", [
     (["no_such_model"], ["neither an existing file nor a zoo model"]),
     (["xv_digits", "--input-shape", "1x3x8x8"], ["cannot take input shape 1x3x8x8", "channels"]),
-    (["xv_digits", "--opset", "17"], ["--opset 17 is too old", "opset ≥ 19"]),
+    (["xv_digits", "--opset", "12"], ["--opset 12 is not supported", "expected 13.."]),
+    (["xv_digits", "--check-runtimes", "onnxruntime,coreml"], ["unknown runtime 'coreml'", "openvino"]),
     (["xv_digits", "--input-shape", "1x1x8"], ["expected four positive sizes"]),
     (["xv_digits", "--dynamic", "batch,depth"], ["unknown dynamic axis 'depth'"]),
 ])
@@ -217,4 +232,4 @@ def test_batch_one_example_keeps_the_output_batch_dynamic(block, shape, tmp_path
     report = export_onnx(_classifier(block()), path, shape, compare_plain=False)
     out_dims = onnx.load(str(path)).graph.output[0].type.tensor_type.shape.dim
     assert out_dims[0].dim_param == "batch" and "batch" in report.dynamic_axes
-    assert [p.shape[0] for p in report.parity] == [1, 2] and report.parity_ok
+    assert [p.shape[0] for p in report.parity if p.runtime == "onnxruntime"] == [1, 2] and report.parity_ok

@@ -19,38 +19,50 @@ from xvdeploy.loading import default_input_shape, load_model_source
 @click.option("--dynamic", "dynamic", default="batch,height,width", metavar="AXES",
               help="Dynamic axes, a subset of batch,height,width.")
 @click.option("--static", is_flag=True, help="Export with a fixed input shape (overrides --dynamic).")
-@click.option("--opset", type=click.IntRange(1, 99), default=19, help="ONNX opset (≥ 19: Pad mode=wrap).")
+@click.option("--opset", type=click.IntRange(1, 99), default=None,
+              help="ONNX opset, 13 up to the newest onnx and onnxruntime implement [default: 17]; below 19 the "
+                   "PSSA step's cyclic pad is Slice+Concat, from 19 on Pad mode=wrap unless --portable.")
+@click.option("--portable", is_flag=True,
+              help="Write the cyclic pad as Slice+Concat at opset ≥ 19 too (runtimes without Pad mode=wrap).")
 @click.option("--no-fold", is_flag=True, help="Export the training form as it is (no fold).")
 @click.option("--pssa-plugin", is_flag=True, help="Emit each PSSA step as one custom PSSA node (TensorRT plugin).")
 @click.option("--simplify", is_flag=True, help="Run onnxscript's optimizer over the exported graph.")
-@click.option("--check/--no-check", default=True, help="onnxruntime parity against PyTorch at two shapes.")
+@click.option("--check/--no-check", default=True, help="Parity against PyTorch: onnxruntime at two shapes, onnx.reference at a small one.")
 @click.option("--compare/--no-compare", default=True,
               help="Census diff against the same network with plain convolutions.")
 @click.option("--force", is_flag=True, help="Write the file even if the parity check fails.")
+@click.option("--check-runtimes", "runtimes", default=None, metavar="LIST",
+              help="Then run the written file in these runtimes, some of onnxruntime,onnx.reference,openvino,"
+                   "onnx2torch,mnn,tflite,tensorrt_rtx (or all): one line each, exit 1 if one fails.")
 @click.option("--report", "report_path", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Write the export report as JSON.")
 @arch_option
 @model_option
 @state_key_option
 @triton_options
-def export(source: str, output: Path, input_shape: str | None, dynamic: str, static: bool, opset: int, no_fold: bool,
-           pssa_plugin: bool, simplify: bool, check: bool, compare: bool, force: bool, report_path: Path | None,
-           arch: str | None, model_factory: str | None, state_key: str | None, triton) -> None:
+def export(source: str, output: Path, input_shape: str | None, dynamic: str, static: bool, opset: int | None,
+           portable: bool, no_fold: bool, pssa_plugin: bool, simplify: bool, check: bool, compare: bool, force: bool,
+           runtimes: str | None, report_path: Path | None, arch: str | None, model_factory: str | None,
+           state_key: str | None, triton) -> None:
     """Export IN (a checkpoint, training or folded form, or a zoo name) to ONNX.
 
     A training form is folded first unless --no-fold. The graph uses only
     default-domain ONNX operators (unless --pssa-plugin), is checked with
-    onnx.checker and compared with PyTorch in onnxruntime before it is
-    written; the op census and a static TensorRT compatibility check are
-    printed.
+    onnx.checker and compared with PyTorch in onnxruntime and onnx.reference
+    before it is written; the op census and a static TensorRT compatibility check are
+    printed. --check-runtimes then runs the written file in other runtimes
+    (those installed; the others are named as skipped) against PyTorch.
     """
     from xvdeploy.checkpoint import model_form
-    from xvdeploy.errors import XVDeployError
+    from xvdeploy.errors import ParityError, XVDeployError
     from xvdeploy.export import export_onnx
+    from xvdeploy.export.onnx_export import DEFAULT_OPSET
+    from xvdeploy.export.runtimes import resolve_runtimes
     from xvdeploy.export.onnxfile import META_ARCH, META_FORM
     from xvdeploy.fileio import check_output_path, write_text_atomic
     from xvdeploy.folding import fold
 
+    runtime_names = resolve_runtimes([r.strip() for r in runtimes.split(",") if r.strip()]) if runtimes else ()
     source_path = Path(source) if Path(source).exists() else None
     check_output_path(output, source_path, suffixes=(".onnx",))
     if report_path is not None:
@@ -64,10 +76,12 @@ def export(source: str, output: Path, input_shape: str | None, dynamic: str, sta
         raise XVDeployError("this model has no default input shape; give --input-shape NxCxHxW")
     if not no_fold and model_form(model) == "train":
         model = fold(model)
-    report = export_onnx(model, output, shape, dynamic=False if static else dynamic, opset=opset, check=check,
-                         pssa_plugin=pssa_plugin, compare_plain=compare, simplify=simplify, force=force,
+    report = export_onnx(model, output, shape, dynamic=False if static else dynamic,
+                         opset=DEFAULT_OPSET if opset is None else opset, check=check, pssa_plugin=pssa_plugin,
+                         compare_plain=compare, simplify=simplify, force=force,
                          metadata={META_ARCH: arch_name or "", META_FORM: model_form(model)},
-                         inputs_to_protect=(source_path,))
+                         inputs_to_protect=(source_path,), portable=True if portable else None,
+                         check_runtimes=runtime_names)
     for line in report.format_lines():
         click.echo(line)
     if report.forced:
@@ -82,3 +96,6 @@ def export(source: str, output: Path, input_shape: str | None, dynamic: str, sta
     click.echo(f"wrote {output}")
     if triton is not None:
         triton.write(output)
+    failed = [r.runtime for r in report.runtimes if r.failed]
+    if failed:
+        raise ParityError(f"{output} was written, but {', '.join(failed)} failed to run it (see above)")

@@ -1,10 +1,16 @@
 """ONNX export with standard ops, dynamic batch/height/width, and a built-in parity gate.
 
-``export_onnx`` runs ``torch.onnx.export(dynamo=True)``, then checks what it
-wrote before renaming it into place: ``onnx.checker`` (full check),
-onnxruntime parity against PyTorch at two shapes inside the dynamic ranges,
-the op census (and its difference against the same network with plain
-convolutions) and a static TensorRT compatibility check.
+``export_onnx`` runs ``torch.onnx.export(dynamo=True)`` (natively at opset
+18; older opsets are written by :mod:`xvdeploy.export.opset`), simplifies the
+shape arithmetic (:mod:`xvdeploy.export.simplify`), then checks what it wrote
+before renaming it into place: ``onnx.checker`` (full check), onnxruntime
+parity against PyTorch at two shapes inside the dynamic ranges and
+``onnx.reference`` parity at a small one, the op census (and its difference
+against the same network with plain convolutions) and a static TensorRT
+compatibility check. The cyclic pad of the PSSA step is ``Pad(mode=wrap)``
+at opset ≥ 19 or Slice+Concat (``portable``; always below 19): the default,
+opset 17 and portable, is what every runtime measured in docs/runtimes.md
+takes (docs/design.md, Export).
 """
 from __future__ import annotations
 
@@ -27,19 +33,30 @@ from xvdeploy.errors import ParityError, XVDeployError, first_line
 from xvdeploy.export.census import OpCount, census, census_diff, non_standard, plain_counterpart
 from xvdeploy.export.trt_compat import check_trt_compat
 from xvdeploy.export.onnxfile import META_INPUT_SHAPE, ort_session
+from xvdeploy.export.opset import default_opset, downgrade, max_opset
+from xvdeploy.export.runtimes import resolve_runtimes, run_runtimes
+from xvdeploy.export.simplify import simplify_shapes
 from xvdeploy.fileio import atomic_path, check_output_path
 from xvdeploy.folding import use_pssa_plugin
 from xvdeploy.folding.check import rel_l2
 from xvdeploy.format import format_table
+from xvdeploy.ops.pssa import portable_wrap_pad
 from xvdeploy.ops.xvolution import XVolution, XVolutionFolded
 from xvdeploy.plugins.onnx_node import custom_translation_table
 
-MIN_OPSET = 19  # Pad mode="wrap"
-MAX_OPSET = 23
+MIN_OPSET = 13
+WRAP_OPSET = 19  # Pad mode="wrap"; below it the cyclic pad is always Slice+Concat
+NATIVE_OPSET = 18  # what torch.onnx's dynamo exporter writes; older opsets are converted down from it
+#: the default: the oldest opset at which the whole zoo exports (no LayerNormalization before 17), in the
+#: portable form; every runtime of docs/runtimes.md runs it, and the portable form costs no measurable time
+#: in onnxruntime (docs/benchmarks.md)
+DEFAULT_OPSET = 17
 IR_VERSION = 10  # onnxruntime rejects newer IR versions than it knows
 AXIS_NAMES = {0: "batch", 2: "height", 3: "width"}
 INPUT_NAME, OUTPUT_NAME = "input", "output"
 PARITY_TOLERANCE = 1e-5
+#: the largest H and W the onnx.reference parity check runs at (numpy convolutions: seconds at 224 px)
+REFERENCE_MAX_SIZE = 32
 
 
 @dataclass
@@ -48,6 +65,7 @@ class ParityResult:
     rel_l2: float
     max_abs: float
     ok: bool
+    runtime: str = "onnxruntime"
 
 
 @dataclass
@@ -59,6 +77,7 @@ class ExportReport:
     pssa_plugin: bool
     nodes: int
     census: list[OpCount]
+    portable: bool = False  # the cyclic pad written as Slice+Concat
     plain_census: list[OpCount] | None = None
     extra_ops: list[str] | None = None
     missing_ops: list[str] | None = None
@@ -68,6 +87,7 @@ class ExportReport:
     written: bool = False
     forced: bool = False
     notes: list[str] = field(default_factory=list)
+    runtimes: list = field(default_factory=list)  # RuntimeResult of each --check-runtimes entry
 
     @property
     def standard_only(self) -> bool:
@@ -83,13 +103,15 @@ class ExportReport:
         d["plain_census"] = [c.to_dict() for c in self.plain_census] if self.plain_census is not None else None
         d["standard_only"] = self.standard_only
         d["parity_ok"] = self.parity_ok
+        d["runtimes"] = [r.to_dict() for r in self.runtimes]
         d.pop("trt_lines")
         return d
 
     def format_lines(self) -> list[str]:
         dyn = ", ".join(self.dynamic_axes) or "none (static)"
+        pad = "Slice+Concat (portable)" if self.portable else "Pad mode=wrap"
         lines = [f"ONNX opset {self.opset}, {self.nodes} nodes, input {INPUT_NAME} "
-                 f"{'x'.join(map(str, self.input_shape))}, dynamic axes: {dyn}"]
+                 f"{'x'.join(map(str, self.input_shape))}, dynamic axes: {dyn}, cyclic pad: {pad}"]
         plain = {c.op_type: c.count for c in self.plain_census or []}
         rows = [[c.op_type, c.domain or "ai.onnx", c.count] + ([plain.get(c.op_type, 0)] if self.plain_census else [])
                 for c in self.census]
@@ -103,9 +125,10 @@ class ExportReport:
                          f"{{{', '.join(self.extra_ops)}}}, missing {{{', '.join(self.missing_ops or [])}}}")
         lines += self.trt_lines
         for p in self.parity:
-            lines.append(f"onnxruntime parity at {'x'.join(map(str, p.shape))}: rel-L2 {p.rel_l2:.2e} "
+            lines.append(f"{p.runtime} parity at {'x'.join(map(str, p.shape))}: rel-L2 {p.rel_l2:.2e} "
                          f"({'ok' if p.ok else 'FAIL'}: rel-L2 limit {PARITY_TOLERANCE:g}), max abs Δ {p.max_abs:.2e}")
         lines += self.notes
+        lines += [r.format_line() for r in self.runtimes]
         return lines
 
 
@@ -219,45 +242,83 @@ def _finalise(proto, metadata: dict[str, str]) -> list[str]:
     return [AXIS_NAMES[i] for i, d in enumerate(dims) if d.dim_param and i in AXIS_NAMES]
 
 
-def parity_check(model: nn.Module, session, shapes: list[tuple[int, ...]], seed: int = 0) -> list[ParityResult]:
-    """onnxruntime vs PyTorch (float32) at each shape."""
+def parity_check(model: nn.Module, session, shapes: list[tuple[int, ...]], seed: int = 0,
+                 runtime: str = "onnxruntime") -> list[ParityResult]:
+    """A runtime vs PyTorch (float32) at each shape.
+
+    ``session`` is an onnxruntime session or any callable mapping the input
+    array to the output array (``runtime`` names it in the results).
+    """
+    run = session if callable(session) else (lambda x: session.run(None, {session.get_inputs()[0].name: x})[0])
     results = []
     for i, shape in enumerate(shapes):
         x = np.random.default_rng(seed + i).standard_normal(shape, dtype=np.float32)
         with torch.no_grad():
             ref = model(torch.from_numpy(x).to(_dtype(model))).float()
-        y = torch.from_numpy(session.run(None, {session.get_inputs()[0].name: x})[0])
+        y = torch.from_numpy(np.asarray(run(x), dtype=np.float32))
         if y.shape != ref.shape:
-            results.append(ParityResult(shape, float("inf"), float("inf"), False))
+            results.append(ParityResult(shape, float("inf"), float("inf"), False, runtime))
             continue
         err = rel_l2(y, ref)
-        results.append(ParityResult(shape, err, float((y - ref).abs().max()), err <= PARITY_TOLERANCE))
+        results.append(ParityResult(shape, err, float((y - ref).abs().max()), err <= PARITY_TOLERANCE, runtime))
     return results
+
+
+def small_shape(model: nn.Module, shape: tuple[int, ...], dynamic: dict[int, str]) -> tuple[int, ...]:
+    """A cheap shape for the ``onnx.reference`` check: batch 1 and H, W at most
+    :data:`REFERENCE_MAX_SIZE` where those axes are dynamic (larger where the network needs more)."""
+    out = list(shape)
+    if 0 in dynamic:
+        out[0] = 1
+    for axis in (2, 3):
+        if axis in dynamic:
+            out[axis] = min(out[axis], REFERENCE_MAX_SIZE)
+    while tuple(out) != tuple(shape):
+        try:
+            check_input_shape(model, tuple(out))
+            return tuple(out)
+        except XVDeployError:  # too small for this network (shift distance, ACmix window, strides): grow
+            grown = [min(s, 2 * o) if axis in (2, 3) and axis in dynamic else o for axis, (o, s) in
+                     enumerate(zip(out, shape))]
+            if grown == out:
+                break
+            out = grown
+    return tuple(shape)
 
 
 def export_onnx(model: nn.Module, path: str | os.PathLike, input_shape: tuple[int, ...],
                 dynamic: bool | str | list[str] = True,
-                opset: int = MIN_OPSET, check: bool = True, pssa_plugin: bool = False, compare_plain: bool = True,
+                opset: int = DEFAULT_OPSET, check: bool = True, pssa_plugin: bool = False, compare_plain: bool = True,
                 simplify: bool = False, force: bool = False, metadata: dict[str, str] | None = None,
-                inputs_to_protect: tuple = ()) -> ExportReport:
+                inputs_to_protect: tuple = (), portable: bool | None = None,
+                check_runtimes: tuple[str, ...] | list[str] = ()) -> ExportReport:
     """Export ``model`` (as given: fold it first for the inference form) to ``path``.
 
     Nothing is written unless every check passes (``force=True`` writes anyway
     and says so in the report). Raises :class:`ParityError` (exit code 1) on a
     parity failure and :class:`XVDeployError` for bad input.
 
+    ``portable`` writes the PSSA step's cyclic pad as Slice+Concat instead of
+    ``Pad(mode=wrap)``; ``None`` means "below opset 19" (where there is no
+    wrap mode). ``check_runtimes`` names runtimes of
+    :mod:`xvdeploy.export.runtimes` to run the written file in (results in
+    ``report.runtimes``; a failure there does not unwrite the file).
+
     The phases, in order: validate the arguments, prepare the model (the PSSA
     plugin swap), trace and export, finalise the graph (axis names, IR
-    version, metadata, optional simplification), ``onnx.checker``, the op
-    census (and its plain-convolution twin), the static TensorRT check, the
-    onnxruntime parity gate; all inside one atomic write.
+    version, metadata, shape simplification, opset down-conversion, optional
+    onnxscript optimizer), ``onnx.checker``, the op census (and its
+    plain-convolution twin), the static TensorRT check, the parity gate
+    (onnxruntime at two shapes, ``onnx.reference`` at a small one); all inside
+    one atomic write; then the runtime checks on the written file.
     """
     require("onnx", "ONNX export")
     require("onnxscript", "ONNX export")
     path = check_output_path(path, *inputs_to_protect)
     input_shape = tuple(int(d) for d in input_shape)
     model = model.eval()
-    _validate(model, input_shape, opset)
+    portable = _validate(model, input_shape, opset, portable)
+    runtime_names = _runtime_names(check_runtimes)
     export_model, translation_table = _prepare(model, pssa_plugin)
     x = torch.zeros(input_shape, dtype=_dtype(model))
     dynamic = resolve_dynamic(dynamic)
@@ -266,27 +327,47 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, input_shape: tuple[in
     if held:
         notes.append(f"note: {held}")
     with atomic_path(path) as tmp:  # renamed into place only if every phase below passes
-        dynamic = _trace(export_model, x, tmp, opset, dynamic, translation_table, notes)
-        proto, dynamic_axes = _finalise_file(tmp, input_shape, dynamic, metadata, simplify, notes)
+        with portable_wrap_pad(portable):
+            dynamic = _trace(export_model, x, tmp, opset, dynamic, translation_table, notes)
+        proto, dynamic_axes = _finalise_file(tmp, input_shape, dynamic, metadata, simplify, notes, opset)
         _run_checker(tmp)
         report = ExportReport(str(path), input_shape, dynamic_axes, opset, pssa_plugin, len(proto.graph.node),
-                              census(proto), notes=notes)
+                              census(proto), portable=portable and uses_wrap_padding(model), notes=notes)
         if compare_plain:
             _compare_plain(report, model, x)
         _check_trt(report, proto)
         if check:
             _parity_gate(report, model, tmp, force)
     report.written = True
+    if runtime_names:
+        report.runtimes = run_runtimes(path, runtime_names, model, _check_shape(report, model))
     return report
 
 
-def _validate(model: nn.Module, input_shape: tuple[int, ...], opset: int) -> None:
-    """Phase 1: the opset is supported (and new enough for wrap padding); the network takes ``input_shape``."""
-    if not isinstance(opset, int) or opset > MAX_OPSET:
-        raise XVDeployError(f"--opset {opset} is not supported; expected {MIN_OPSET}..{MAX_OPSET}")
-    if opset < MIN_OPSET and uses_wrap_padding(model):
-        raise XVDeployError(f"--opset {opset} is too old: the PSSA step uses Pad mode=wrap, which needs opset ≥ {MIN_OPSET}")
+def _validate(model: nn.Module, input_shape: tuple[int, ...], opset: int, portable: bool | None) -> bool:
+    """Phase 1: the opset is supported; the network takes ``input_shape``. Returns whether the pad is portable."""
+    if not isinstance(opset, int) or isinstance(opset, bool) or not MIN_OPSET <= opset <= max_opset():
+        raise XVDeployError(f"--opset {opset} is not supported; expected {MIN_OPSET}..{max_opset()} "
+                            "(the newest opset onnx and onnxruntime both implement)")
+    if portable is False and opset < WRAP_OPSET and uses_wrap_padding(model):
+        raise XVDeployError(f"--opset {opset} has no Pad mode=wrap (it needs opset ≥ {WRAP_OPSET}); "
+                            "leave the cyclic pad portable (Slice+Concat) or use a newer --opset")
     check_input_shape(model, input_shape)
+    return bool(portable) or opset < WRAP_OPSET
+
+
+def _runtime_names(names) -> tuple[str, ...]:
+    """``check_runtimes`` as a tuple of known runtime names (a string is split at commas)."""
+    if isinstance(names, str):
+        names = names.split(",")
+    names = tuple(dict.fromkeys(n.strip() for n in names or () if n.strip()))
+    return resolve_runtimes(names) if names else ()
+
+
+def _check_shape(report: ExportReport, model: nn.Module) -> tuple[int, ...]:
+    """The shape the runtime checks run at: the reference check's small shape (the input shape if static)."""
+    index = {v: k for k, v in AXIS_NAMES.items()}
+    return small_shape(model, report.input_shape, {index[a]: a for a in report.dynamic_axes})
 
 
 def _prepare(model: nn.Module, pssa_plugin: bool) -> tuple[nn.Module, dict | None]:
@@ -312,6 +393,7 @@ def _trace(export_model: nn.Module, x: torch.Tensor, tmp: Path, opset: int, dyna
     x_trace = x
     if "batch" in dynamic and x.shape[0] < 2:
         x_trace = torch.zeros((2, *x.shape[1:]), dtype=x.dtype)
+    opset = max(opset, NATIVE_OPSET)  # older opsets: converted down in _finalise_file
     try:
         _torch_export(export_model, x_trace, tmp, opset, dynamic, translation_table)
     except Exception as exc:
@@ -327,8 +409,9 @@ def _trace(export_model: nn.Module, x: torch.Tensor, tmp: Path, opset: int, dyna
 
 
 def _finalise_file(tmp: Path, input_shape: tuple[int, ...], dynamic: tuple[str, ...], metadata: dict[str, str] | None,
-                   simplify: bool, notes: list[str]) -> tuple[object, list[str]]:
-    """Phase 4: name the dynamic axes, pin the IR version, add metadata, optionally simplify; save back to ``tmp``.
+                   simplify: bool, notes: list[str], opset: int) -> tuple[object, list[str]]:
+    """Phase 4: name the dynamic axes, pin the IR version, add metadata, simplify the shape arithmetic, convert
+    down to ``opset``, optionally run onnxscript's optimizer; save back to ``tmp``.
 
     Returns the model proto and the axes that came out dynamic; axes the
     network fixed are said in ``notes``.
@@ -344,8 +427,14 @@ def _finalise_file(tmp: Path, input_shape: tuple[int, ...], dynamic: tuple[str, 
     if static:
         notes.append(f"note: the network fixes {', '.join(static)} (torch.export specialised it); "
                      "those axes are static in the graph")
+    simplify_shapes(proto)
     if simplify:
         proto = _simplify(proto)
+    if opset < default_opset(proto):
+        downgrade(proto, opset)
+    if default_opset(proto) != opset:  # torch.onnx leaves the model at its own opset when it cannot convert
+        raise XVDeployError(f"torch.onnx.export wrote opset {default_opset(proto)}, not the --opset {opset} asked for",
+                            exit_code=1)
     onnx.save(proto, str(tmp))
     return proto, dynamic_axes
 
@@ -373,18 +462,26 @@ def _check_trt(report: ExportReport, proto) -> None:
 
 
 def _parity_gate(report: ExportReport, model: nn.Module, tmp: Path, force: bool) -> None:
-    """Phase 8: onnxruntime vs PyTorch at the input shape and one more inside the dynamic ranges.
+    """Phase 8: onnxruntime vs PyTorch at the input shape and one more inside the dynamic ranges, and
+    ``onnx.reference`` (an interpreter independent of onnxruntime) at a small shape (:func:`small_shape`).
 
     A failure raises :class:`ParityError` (nothing is written) unless ``force``,
-    which writes anyway and marks the report ``forced``.
+    which writes anyway and marks the report ``forced``. Graphs with PSSA
+    plugin nodes skip the ``onnx.reference`` check (it has no PSSA op), and say so.
     """
     index = {v: k for k, v in AXIS_NAMES.items()}
     dyn = {index[a]: a for a in report.dynamic_axes}
     session = ort_session(tmp, plugin=report.pssa_plugin)
     report.parity = parity_check(model, session, [report.input_shape, second_shape(report.input_shape, dyn)])
+    if report.pssa_plugin:
+        report.notes.append("onnx.reference parity: skipped (it has no implementation of the custom PSSA node)")
+    else:
+        reference = require("onnx.reference", "ONNX export").ReferenceEvaluator(str(tmp))
+        report.parity += parity_check(model, lambda x: reference.run(None, {INPUT_NAME: x})[0],
+                                      [small_shape(model, report.input_shape, dyn)], seed=7, runtime="onnx.reference")
     if not report.parity_ok and not force:
-        raise ParityError("onnxruntime output differs from PyTorch: " + "; ".join(
-            f"{'x'.join(map(str, p.shape))} rel-L2 {p.rel_l2:.2e}" for p in report.parity if not p.ok)
+        raise ParityError("the exported graph's output differs from PyTorch: " + "; ".join(
+            f"{p.runtime} at {'x'.join(map(str, p.shape))} rel-L2 {p.rel_l2:.2e}" for p in report.parity if not p.ok)
             + f" (limit {PARITY_TOLERANCE:g}); nothing written (use --force to write anyway)")
     report.forced = not report.parity_ok
 
@@ -394,7 +491,7 @@ def _plain_census(model: nn.Module, x: torch.Tensor, opset: int) -> list[OpCount
     twin = plain_counterpart(model, x)
     with tempfile.TemporaryDirectory(prefix="xvdeploy-") as tmp:
         twin_path = Path(tmp) / "plain.onnx"
-        _torch_export(twin, x, twin_path, opset, (), None)
+        _torch_export(twin, x, twin_path, max(opset, NATIVE_OPSET), (), None)
         return census(onnx.load(str(twin_path)))
 
 
