@@ -17,6 +17,7 @@ import torch
 from xvdeploy import zoo
 from xvdeploy._lazy import available
 from xvdeploy.bench.backends.base import BackendUnavailable, Runner, RunnerSpec
+from xvdeploy.bench.backends.openvino_backend import OpenVINORunner
 from xvdeploy.bench.backends.ort_backend import OrtRunner
 from xvdeploy.bench.backends.torch_backend import TorchRunner
 from xvdeploy.bench.backends.trt_backend import TensorRTRunner
@@ -33,7 +34,7 @@ from xvdeploy.quant.calibration import load_calibration
 from xvdeploy.trt import availability
 from xvdeploy.trt.sidecar import EngineRecord, file_sha256, flavour_label, read_sidecar
 
-BACKENDS = ("torch", "onnxruntime", "tensorrt", "tensorrt-rtx")
+BACKENDS = ("torch", "onnxruntime", "openvino", "tensorrt", "tensorrt-rtx")
 TRT_BACKENDS = ("tensorrt", "tensorrt-rtx")  # the TensorRT flavours (xvdeploy.trt.flavour), one runner
 PRECISIONS = tuple(TOLERANCES)
 DATA_KINDS = ("random", "digits", "images")
@@ -312,6 +313,8 @@ def backend_reason(backend: str) -> str | None:
     """Why a backend is not installed, or None."""
     if backend == "onnxruntime":
         return None if available("onnxruntime") else "onnxruntime is not installed; install it with: pip install 'xvdeploy[onnx]'"
+    if backend == "openvino":
+        return None if available("openvino") else "openvino is not installed; install it with: pip install 'xvdeploy[openvino]'"
     if backend in TRT_BACKENDS:
         return availability(backend)
     return None
@@ -342,6 +345,9 @@ def make_runners(cfg: BenchConfig, src: Sources, devices: list[str], batches: li
                     spec = RunnerSpec("onnxruntime", "onnx-plugin" if src.plugin else "onnx", precision, device, options)
                     yield spec, lambda spec=spec: OrtRunner(spec, src.onnx, cfg.threads, plugin=src.plugin,
                                                             calibration=calibration)
+                elif backend == "openvino" and src.onnx is not None:
+                    spec = RunnerSpec("openvino", "onnx-plugin" if src.plugin else "onnx", precision, device)
+                    yield spec, lambda spec=spec: OpenVINORunner(spec, src.onnx, cfg.threads)
                 elif backend in TRT_BACKENDS and (src.onnx is not None or src.plan is not None):
                     spec = RunnerSpec(backend, "engine", precision, "cuda")
 
@@ -365,7 +371,7 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -
     say = progress or (lambda _message: None)
     backends = cfg.backends or list(BACKENDS)
     with tempfile.TemporaryDirectory(prefix="xvdeploy-bench-") as tmp:
-        need_onnx = any(b in ("onnxruntime", *TRT_BACKENDS) and not backend_reason(b) for b in backends)
+        need_onnx = any(b in ("onnxruntime", "openvino", *TRT_BACKENDS) and not backend_reason(b) for b in backends)
         engine = cfg.engine_source()
         src = load_sources(cfg, Path(tmp), need_onnx)
         if engine is not None:

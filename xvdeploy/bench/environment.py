@@ -9,7 +9,7 @@ import platform
 import torch
 
 PACKAGES = ("xvdeploy", "torch", "numpy", "onnx", "onnxscript", "onnxruntime", "onnxruntime-gpu",
-            "onnxruntime-extensions", "tensorrt", "tensorrt-rtx-cu12", "triton")
+            "onnxruntime-extensions", "openvino", "tensorrt", "tensorrt-rtx-cu12", "triton")
 
 
 def cpu_model() -> str:

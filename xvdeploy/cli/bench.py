@@ -39,7 +39,7 @@ def _amount(text: str, what: str) -> tuple[int | None, float | None]:
 @click.command("bench")
 @click.argument("model", required=False, metavar="[MODEL]")
 @click.option("--backends", default=None, metavar="LIST",
-              help="Some of torch,onnxruntime,tensorrt,tensorrt-rtx [default: all].")
+              help="Some of torch,onnxruntime,openvino,tensorrt,tensorrt-rtx [default: all].")
 @click.option("--batch", "batches", default=None, metavar="LIST",
               help="Batch sizes, e.g. 1,8 [default: 1, or the fixed batch of a static ONNX file].")
 @click.option("--input-shape", default=None, metavar="CxHxW", help="Input size [default: the model's].")
@@ -57,7 +57,7 @@ def _amount(text: str, what: str) -> tuple[int | None, float | None]:
                    "digits model, the --data images, else random inputs].")
 @click.option("--compile", "use_compile", is_flag=True, help="torch backend: torch.compile the module.")
 @click.option("--cuda-graphs", is_flag=True, help="Replay CUDA graphs (torch and tensorrt on GPU).")
-@click.option("--threads", default=None, type=click.IntRange(1), help="onnxruntime intra-op threads.")
+@click.option("--threads", default=None, type=click.IntRange(1), help="onnxruntime and OpenVINO inference threads.")
 @click.option("--pssa-plugin", is_flag=True, help="Export with the custom PSSA node (onnxruntime-extensions op).")
 @click.option("--engine", type=click.Path(path_type=Path, dir_okay=False), default=None, metavar="ENGINE",
               help="A prebuilt engine of MODEL ('xvdeploy build'), run by its flavour's backend.")
