@@ -19,8 +19,7 @@ import numpy as np
 
 from xvdeploy._lazy import available
 from xvdeploy.bench.backends.base import BackendUnavailable, Runner, RunnerSpec
-from xvdeploy.errors import first_line
-from xvdeploy.export.runtimes import OPENVINO_PRECISIONS, openvino_compile
+from xvdeploy.export.runtimes import OPENVINO_PRECISIONS, complaint, openvino_compile
 
 def openvino_support(precision: str, device: str) -> str | None:
     """None if the openvino backend offers this precision on this device, else why not."""
@@ -50,7 +49,7 @@ class OpenVINORunner(Runner):
         try:
             self.compiled, self.ov = openvino_compile(self.onnx_path, self.spec.precision, config=config)
         except Exception as exc:  # OpenVINO raises RuntimeError subclasses with its own message
-            raise BackendUnavailable("openvino", f"OpenVINO cannot read or compile the model: {first_line(exc)}") from None
+            raise BackendUnavailable("openvino", f"OpenVINO cannot read or compile the model: {complaint(str(exc))}") from None
         used = self.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()  # "f32", "bf16", ...
         self.spec.options["inference_precision"] = used
         if used != OPENVINO_PRECISIONS[self.spec.precision]:
