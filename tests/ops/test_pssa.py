@@ -73,3 +73,22 @@ def test_bad_arguments(kwargs, message):
 def test_rejects_non_4d():
     with pytest.raises(XVDeployError, match="N×C×H×W"):
         pssa_transform(torch.zeros(3, 3))
+
+
+@pytest.mark.parametrize("pad_h, pad_w", [(1, 1), (2, 0), (0, 3), (2, 1)])
+def test_portable_wrap_pad_is_the_circular_pad_bit_for_bit(pad_h, pad_w, monkeypatch):
+    """The Slice+Concat form that export writes under portable_wrap_pad() copies exactly F.pad's values."""
+    import torch.nn.functional as F
+
+    from xvdeploy.ops import pssa
+
+    x = torch.randn(2, 3, 5, 6)
+    expected = F.pad(x, (pad_w, pad_w, pad_h, pad_h), mode="circular")
+    eager = pssa.wrap_pad(x, pad_h, pad_w)
+    with pssa.portable_wrap_pad():
+        assert torch.equal(pssa.wrap_pad(x, pad_h, pad_w), expected)  # eager mode: still F.pad
+        monkeypatch.setattr(pssa, "is_tracing", lambda: True)  # what torch.onnx.export sees
+        portable = pssa.wrap_pad(x, pad_h, pad_w)
+    monkeypatch.setattr(pssa, "is_tracing", lambda: True)
+    assert not pssa._portable_pad and torch.equal(eager, expected)
+    assert torch.equal(portable, expected)
