@@ -79,7 +79,8 @@ def section_pssa(args, workdir: Path) -> dict:
         for gname, dyn in graphs:
             for form, module in (("roll", RollPSSA()), ("depthwise", DepthwisePSSA(shape[1]))):
                 path = workdir / f"pssa_{form}_{gname}_{_shape_name(shape)}.onnx"
-                report = export_onnx(module, path, shape, dynamic=dyn, compare_plain=False)
+                # opset 19: the section measures the Pad(mode=wrap) form (benchmarks/portable.py: Slice+Concat)
+                report = export_onnx(module, path, shape, dynamic=dyn, compare_plain=False, opset=19)
                 key = f"{form}/{gname}"
                 nodes, ops, _ = _onnx_info(path)
                 sessions[key] = ort_session(path)
@@ -127,7 +128,7 @@ def section_resnet(args, workdir: Path) -> tuple[dict, Path]:
     for k, m in forms.items():
         path = workdir / (k.replace(" ", "_").replace("[", "").replace("]", "").replace(",", "") + ".onnx")
         start = time.perf_counter()
-        report = export_onnx(m, path, (1, 3, hw, hw), check=True, compare_plain=False)
+        report = export_onnx(m, path, (1, 3, hw, hw), check=True, compare_plain=False, opset=19)  # Pad(mode=wrap)
         nodes, _, ops = _onnx_info(path)
         models[k] = {"nodes": nodes, "macs": macs[k], "ops": sorted(ops),
                      "parity": [(list(p.shape), p.rel_l2) for p in report.parity],

@@ -119,6 +119,5 @@ def test_split_of_a_static_uneven_axis_gets_its_sizes():
 
 
 def test_max_opset_is_what_onnx_and_onnxruntime_both_know():
-    import onnxruntime  # noqa: F401
-
+    pytest.importorskip("onnxruntime")
     assert 19 <= max_opset() <= onnx.defs.onnx_opset_version()

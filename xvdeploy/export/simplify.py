@@ -105,7 +105,6 @@ def _add_const(graph, base: str, value: np.ndarray) -> str:
 
 def _static_reshape_targets(graph) -> int:
     """Computed Reshape targets → constants with 0 (copy) / -1 (infer), or one Shape read per extra dynamic dim."""
-    onnx = require("onnx", "ONNX export")
     dims, consts = _dims(graph), _constants(graph)
     available = {vi.name for vi in graph.input}  # values defined before the node being rewritten
     new_nodes, changed = [], 0
