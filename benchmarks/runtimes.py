@@ -132,7 +132,19 @@ def setup_venvs(venv: Path) -> dict:
         subprocess.run([sys.executable, "-m", "venv", str(tf)], check=True)
     log(f"pip install {' '.join(PINS['onnx2tf'])} (into its own venv: it pins tensorflow, onnx, numpy)")
     seconds["onnx2tf"] = _pip(_venv_python(tf), PINS["onnx2tf"])
+    seconds.update(fresh_install_times())
     return seconds
+
+
+def fresh_install_times() -> dict:
+    """Seconds the CI pins and openvino take to install into an empty venv (what .ci/run pays)."""
+    out = {}
+    with tempfile.TemporaryDirectory(prefix="xvdeploy-pip-") as tmp:
+        subprocess.run([sys.executable, "-m", "venv", tmp], check=True)
+        log(f"timing a fresh install of {' '.join(CI_PINS)} and {PINS['openvino'][0]}")
+        out["fresh: " + " ".join(CI_PINS) + " (--no-deps)"] = _pip(_venv_python(Path(tmp)), ["--no-deps", *CI_PINS])
+        out[f"fresh: {PINS['openvino'][0]} (with its dependencies)"] = _pip(_venv_python(Path(tmp)), PINS["openvino"])
+    return out
 
 
 # -- the worker (runs inside the runtimes venv) -------------------------------------------------------------
@@ -283,15 +295,18 @@ def render(results: list[dict], meta: dict) -> str:
                "tflite": f"`{' '.join(PINS['onnx2tf'])}` in its own venv (with its LiteRT and onnxsim)",
                "tensorrt_rtx": "where this environment has it (not installed by the script)"}[rt]
         secs = {"openvino": "openvino", "onnx2torch": "onnx2torch", "mnn": "mnn", "tflite": "onnx2tf"}.get(rt)
+        secs = secs if secs in installs else None
         took = "-" if secs not in installs else "already present" if installs[secs] is None else \
             f"{installs[secs]:.0f} s"
         rows.append([f"`{rt}`", versions.get(rt, "not installed"), how, took])
     lines += [md_table(["runtime", "version", "installed as", "pip install (the script's last run)"], rows, "llll"),
               ""]
+    fresh = "; ".join(f"{k[len('fresh: '):]} {v:.0f} s" for k, v in installs.items()
+                      if k.startswith("fresh: ") and v is not None)
     lines += [f"CI (`.ci/run`) runs this matrix for `xv_digits` only (tests/export/test_runtimes.py), on the runtimes that "
-              f"install in seconds: onnxruntime and onnx.reference (onnx extra), openvino (test extra) and "
-              f"`pip install --no-deps {' '.join(CI_PINS)}`; onnx2tf (tensorflow, ~1 GB) and TensorRT-RTX are left "
-              "to this script.", ""]
+              f"install in under a minute: onnxruntime and onnx.reference (onnx extra), openvino (test extra) and "
+              f"`pip install --no-deps {' '.join(CI_PINS)}`" + (f" (into an empty venv here: {fresh})" if fresh else "")
+              + "; onnx2tf (it pins tensorflow, ~1 GB of wheels) and TensorRT-RTX (GBs) are left to this script.", ""]
     lines += _summary(results, runtimes)
     for form in FORMS:
         part = [r for r in results if r["form"] == form]

@@ -47,9 +47,9 @@ from xvdeploy.plugins.onnx_node import custom_translation_table
 MIN_OPSET = 13
 WRAP_OPSET = 19  # Pad mode="wrap"; below it the cyclic pad is always Slice+Concat
 NATIVE_OPSET = 18  # what torch.onnx's dynamo exporter writes; older opsets are converted down from it
-#: the default: the oldest opset at which the whole zoo exports (no LayerNormalization before 17), in the
-#: portable form; every runtime of docs/runtimes.md runs it, and the portable form costs no measurable time
-#: in onnxruntime (docs/benchmarks.md)
+#: the default, by measurement (docs/runtimes.md): onnx2torch has no converter for ReduceMean-18 or Split-18
+#: (so ≤ 17), the Swins need LayerNormalization-17 (so ≥ 17); in the portable form, which OpenVINO, onnx2torch,
+#: MNN and onnx2tf need (they refuse Pad mode=wrap); its cost in onnxruntime: docs/benchmarks.md
 DEFAULT_OPSET = 17
 IR_VERSION = 10  # onnxruntime rejects newer IR versions than it knows
 AXIS_NAMES = {0: "batch", 2: "height", 3: "width"}
@@ -77,7 +77,7 @@ class ExportReport:
     pssa_plugin: bool
     nodes: int
     census: list[OpCount]
-    portable: bool = False  # the cyclic pad written as Slice+Concat
+    portable: bool | None = None  # the cyclic pad as Slice+Concat (True) or Pad(mode=wrap); None: the graph has none
     plain_census: list[OpCount] | None = None
     extra_ops: list[str] | None = None
     missing_ops: list[str] | None = None
@@ -109,7 +109,9 @@ class ExportReport:
 
     def format_lines(self) -> list[str]:
         dyn = ", ".join(self.dynamic_axes) or "none (static)"
-        pad = "Slice+Concat (portable)" if self.portable else "Pad mode=wrap"
+        pad = {True: "Slice+Concat (portable)", False: "Pad mode=wrap", None: "none"}[self.portable]
+        if self.pssa_plugin:
+            pad = "inside the PSSA plugin nodes"
         lines = [f"ONNX opset {self.opset}, {self.nodes} nodes, input {INPUT_NAME} "
                  f"{'x'.join(map(str, self.input_shape))}, dynamic axes: {dyn}, cyclic pad: {pad}"]
         plain = {c.op_type: c.count for c in self.plain_census or []}
@@ -332,7 +334,7 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, input_shape: tuple[in
         proto, dynamic_axes = _finalise_file(tmp, input_shape, dynamic, metadata, simplify, notes, opset)
         _run_checker(tmp)
         report = ExportReport(str(path), input_shape, dynamic_axes, opset, pssa_plugin, len(proto.graph.node),
-                              census(proto), portable=portable and uses_wrap_padding(model), notes=notes)
+                              census(proto), portable=portable if uses_wrap_padding(model) else None, notes=notes)
         if compare_plain:
             _compare_plain(report, model, x)
         _check_trt(report, proto)
