@@ -18,8 +18,8 @@ xvdeploy/export/runtimes.py for how it imports without it), MNN and LiteRT.
 onnx2tf pins its own tensorflow, onnx, onnxruntime and numpy, so it gets a
 venv of its own inside that one (``<venv>/onnx2tf``), whose ``bin/`` (with
 ``onnxsim``, which onnx2tf calls through PATH) is put first on PATH.
-TensorRT-RTX's parser is used where this environment has it (its wheels are
-GBs; it is not installed here).
+TensorRT-RTX's parser is used where this environment has it (the ``rtx``
+extra; not installed by the script).
 
 Then the script runs itself in that venv (``--worker``): for each network and
 each export form (``pad``: opset 19, Pad mode=wrap; ``portable``: the default
@@ -293,7 +293,7 @@ def render(results: list[dict], meta: dict) -> str:
                "openvino": f"`{' '.join(PINS['openvino'])}`", "onnx2torch": f"`pip install {' '.join(PINS['onnx2torch'])}`",
                "mnn": f"`{' '.join(PINS['mnn'])}`",
                "tflite": f"`{' '.join(PINS['onnx2tf'])}` in its own venv (with its LiteRT and onnxsim)",
-               "tensorrt_rtx": "where this environment has it (not installed by the script)"}[rt]
+               "tensorrt_rtx": "the project's `rtx` extra, where installed (not by the script)"}[rt]
         secs = {"openvino": "openvino", "onnx2torch": "onnx2torch", "mnn": "mnn", "tflite": "onnx2tf"}.get(rt)
         secs = secs if secs in installs else None
         took = "-" if secs not in installs else "already present" if installs[secs] is None else \
@@ -306,7 +306,8 @@ def render(results: list[dict], meta: dict) -> str:
     lines += [f"CI (`.ci/run`) runs this matrix for `xv_digits` only (tests/export/test_runtimes.py), on the runtimes that "
               f"install in under a minute: onnxruntime and onnx.reference (onnx extra), openvino (test extra) and "
               f"`pip install --no-deps {' '.join(CI_PINS)}`" + (f" (into an empty venv here: {fresh})" if fresh else "")
-              + "; onnx2tf (it pins tensorflow, ~1 GB of wheels) and TensorRT-RTX (GBs) are left to this script.", ""]
+              + "; TensorRT-RTX's parser runs there too (the test extra's `rtx`); onnx2tf (it pins tensorflow, ~1 GB "
+              "of wheels) is left to this script.", ""]
     lines += _summary(results, runtimes)
     for form in FORMS:
         part = [r for r in results if r["form"] == form]

@@ -276,14 +276,14 @@ np.save(y_path, it.get_tensor(it.get_output_details()[0]["index"]))
 class TensorRTRTX(Adapter):
     """TensorRT-RTX's ONNX parser (no engine is built: running one needs an RTX-class GPU)."""
 
-    name, module, install = "tensorrt_rtx", "tensorrt_rtx", "pip install tensorrt-rtx-cu12"
+    name, module, install = "tensorrt_rtx", "tensorrt_rtx", "pip install 'xvdeploy[rtx]'"
     parse_only = True
 
     def version(self):
-        return getattr(importlib.import_module("tensorrt_rtx"), "__version__", None)
+        return getattr(require("tensorrt_rtx", "TensorRT-RTX's ONNX parser"), "__version__", None)
 
     def run(self, path, x, workdir):
-        trt = importlib.import_module("tensorrt_rtx")
+        trt = require("tensorrt_rtx", "TensorRT-RTX's ONNX parser")
         logger = trt.Logger(trt.Logger.ERROR)
         builder = trt.Builder(logger)
         network = builder.create_network(0)
