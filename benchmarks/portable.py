@@ -45,6 +45,25 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def trt_layers(path: Path) -> dict | None:
+    """TensorRT-RTX's parse of the file (no build): layer count and the most frequent layer types; None without it."""
+    from collections import Counter
+
+    from xvdeploy._lazy import available
+
+    if not available("tensorrt_rtx"):
+        return None
+    import tensorrt_rtx as trt
+
+    logger = trt.Logger(trt.Logger.ERROR)
+    network = trt.Builder(logger).create_network(0)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(path)):
+        return {"error": str(parser.get_error(0).desc()) if parser.num_errors else "parse failed"}
+    types = Counter(str(network.get_layer(i).type).split(".")[-1] for i in range(network.num_layers))
+    return {"layers": network.num_layers, "types": dict(types.most_common()), "version": trt.__version__}
+
+
 def measure(model_name: str, shape: tuple[int, ...], rounds: int, reps: int) -> dict:
     from xvdeploy import export_onnx, fold
     from xvdeploy.export.census import census
@@ -65,6 +84,7 @@ def measure(model_name: str, shape: tuple[int, ...], rounds: int, reps: int) -> 
             info[name] = {"opset": report.opset, "portable": report.portable, "nodes": report.nodes,
                           "pad": counts.get("Pad", 0), "slice": counts.get("Slice", 0),
                           "parity": max(p.rel_l2 for p in report.parity)}
+            info[name]["trt_layers"] = trt_layers(path)
             runners[name] = ort_runner(ort_session(path), shape)
         log(f"timing {len(runners)} sessions: {rounds} rounds × {reps} runs")
         times, per_round = interleave(runners, rounds=rounds, reps=reps, warmup=3)
@@ -79,6 +99,22 @@ def render(r: dict, env: dict, threads: int | None) -> str:
     rows = [[f"`{name}`", d["opset"], "Slice+Concat" if d["portable"] else "Pad(mode=wrap)", d["nodes"], d["pad"],
              d["slice"], f"{d['parity']:.1e}", f"{r['median_ms'][name]:.2f}"] for name, d in v.items()]
     ratio_rows = [[k, f"{m:.3f}", f"{lo:.3f} – {hi:.3f}"] for k, (m, lo, hi) in r["ratios"].items()]
+    trt_rows = []
+    for name, d in v.items():
+        t = d.get("trt_layers")
+        if t and "layers" in t:
+            top = ", ".join(f"{k} {n}" for k, n in list(t["types"].items())[:5])
+            trt_rows.append([f"`{name}`", t["layers"], top])
+    trt_text = []
+    if trt_rows:
+        version = next(d["trt_layers"]["version"] for d in v.values() if d.get("trt_layers"))
+        trt_text = [f"TensorRT-RTX {version}'s ONNX parser (a parse, no engine: there is no GPU here) on the same "
+                    "files. `Pad(mode=wrap)` becomes one wrap-mode slice layer per PSSA step; the Slice+Concat form "
+                    "parses too, but each Slice with a negative start and an open end on a dynamic axis becomes "
+                    "shape arithmetic (SHAPE, GATHER, ELEMENTWISE, CAST layers on shape tensors) around the slice:",
+                    "", md_table(["file", "layers", "most frequent layer types"], trt_rows, "lrl"), "",
+                    "For a TensorRT target export with `--opset 19` (Pad(mode=wrap)); what those shape layers cost in "
+                    "an engine could not be measured here.", ""]
     verdict = []
     for k, (m, lo, hi) in r["ratios"].items():
         if lo <= 1.0 <= hi:
@@ -114,9 +150,9 @@ def render(r: dict, env: dict, threads: int | None) -> str:
         "",
         "Reading: " + "; ".join(verdict) + ".",
         "",
-        "TensorRT was not measured: this machine has no GPU, TensorRT's full builder is distributed only from NVIDIA's "
-        "index (not reachable here), and TensorRT-RTX engines need an RTX-class GPU; TensorRT-RTX's parser takes both "
-        "forms (docs/runtimes.md).",
+        *trt_text,
+        "TensorRT latency was not measured: this machine has no GPU, TensorRT's full builder is distributed only from "
+        "NVIDIA's index (not reachable here), and TensorRT-RTX engines need an RTX-class GPU.",
         END,
     ])
 
