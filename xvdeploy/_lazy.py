@@ -26,7 +26,6 @@ _EXTRAS = {
     "matplotlib": ("bench", "Plotting"),
     "PIL": ("bench", "Reading images"),
     "sklearn": ("train", "The digits data set"),
-    "openvino": ("openvino", "The OpenVINO runtime"),
     "ray": ("serve", "Ray Serve (xvdeploy serve)"),
     "tritonclient": ("serve", "Writing a Triton model repository"),
     "google": ("serve", "Protocol buffers (Triton model configurations)"),
