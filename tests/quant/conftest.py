@@ -13,9 +13,11 @@ from xvdeploy.ops.xvolution import XVolution
 
 @pytest.fixture(scope="session")
 def digits_onnx(tmp_path_factory, digits_checkpoint):
-    """The shipped digits model, folded and exported as `xvdeploy export` writes it (dynamic batch/H/W)."""
+    """The shipped digits model, folded and exported (dynamic batch/H/W) at opset 19: the Pad(mode=wrap) form,
+    whose node names these tests use (the default Slice+Concat form: tests/quant/test_pssa_graph.py)."""
     path = tmp_path_factory.mktemp("quant-digits") / "digits.onnx"
-    export_onnx(fold(load_checkpoint(digits_checkpoint)), path, (1, 1, 8, 8), check=False, compare_plain=False)
+    export_onnx(fold(load_checkpoint(digits_checkpoint)), path, (1, 1, 8, 8), check=False, compare_plain=False,
+                opset=19)
     return path
 
 
@@ -46,5 +48,5 @@ def three_blocks_onnx(tmp_path_factory):
                 m.running_mean.uniform_(-0.5, 0.5)
                 m.running_var.uniform_(0.5, 1.5)
     path = tmp_path_factory.mktemp("quant-three") / "three.onnx"
-    export_onnx(fold(model), path, (2, 2, 6, 6), dynamic=False, check=False, compare_plain=False)
+    export_onnx(fold(model), path, (2, 2, 6, 6), dynamic=False, check=False, compare_plain=False, opset=19)
     return path

@@ -3,7 +3,8 @@
 ``xvdeploy export`` writes each folded X-volution block (docs/design.md, the
 depthwise-shift form) as::
 
-    X ─ Pad(mode=wrap) ─ Conv(group=C, fixed one-hot shift kernel) ─ A
+    X ─ Pad(mode=wrap) ─ Conv(group=C, fixed one-hot shift kernel) ─ A     (the default export: the wrap pad
+                                                                          as Concat(Slice, ·, Slice) per axis)
     X ─────────────────────────────────────────────── Mul(X, A) ─ T        ("concat" mode: Mul(RepeatConv(X), A))
     Concat(X, T) ─ Conv (the merged convolution)                          (unmerged blocks: T ─ Conv, X ─ Conv, Add)
 
@@ -40,6 +41,7 @@ class PSSABlock:
     t_channels: int
     mode: str  # "sum" or "concat"
     repeat_conv: str | None = None
+    pad_nodes: list[str] = field(default_factory=list)  # every node of the cyclic pad (Pad, or Slices + Concats)
     concat: str | None = None  # Concat(X, T) feeding merged convolutions
     merged_convs: list[str] = field(default_factory=list)
     t_offset: int = 0  # first input channel of T in the merged convolution
@@ -51,7 +53,8 @@ class PSSABlock:
     @property
     def nodes(self) -> list[str]:
         """The PSSA product subgraph (and the concat): what ``float-pssa`` keeps in float."""
-        names = [self.pad, self.shift_conv] + ([self.repeat_conv] if self.repeat_conv else []) + [self.mul]
+        names = (self.pad_nodes or [self.pad]) + [self.shift_conv] + ([self.repeat_conv] if self.repeat_conv else [])
+        names += [self.mul]
         return names + ([self.concat] if self.concat else [])
 
     def to_dict(self) -> dict:
@@ -100,12 +103,10 @@ def find_pssa_blocks(model) -> list[PSSABlock]:
     g = _Graph(model)
     blocks = []
     for pad in g.graph.node:
-        if pad.op_type != "Pad":
+        found = _wrap_pad(g, pad)
+        if found is None:
             continue
-        mode = g.attr(pad, "mode", b"constant")
-        if (mode.decode() if isinstance(mode, bytes) else mode) != "wrap":
-            continue
-        x = pad.input[0]
+        x, pad_nodes = found
         for conv in g.consumers.get(pad.output[0], []):
             w = g.const(conv.input[1]) if conv.op_type == "Conv" and len(conv.input) > 1 else None
             if not _is_shift_kernel(w):
@@ -117,12 +118,33 @@ def find_pssa_blocks(model) -> list[PSSABlock]:
                 other = mul.input[1] if mul.input[0] == conv.output[0] else mul.input[0]
                 block = _block(g, pad, conv, mul, other, x, w, group)
                 if block is not None:
+                    block.pad_nodes = pad_nodes
                     blocks.append(block)
     labels = [b.label for b in blocks]
     for b in blocks:  # labels name blocks on the command line: keep them unique
         if labels.count(b.label) > 1:
             b.label = b.mul
     return blocks
+
+
+def _wrap_pad(g: _Graph, node) -> tuple[str, list[str]] | None:
+    """``(X, the pad's node names)`` if ``node`` ends a cyclic pad: ``Pad(mode=wrap)``, or the portable form
+    ``Concat(Slice(Y), Y, Slice(Y))`` on one or two axes (docs/design.md, the cyclic pad); else None."""
+    if node.op_type == "Pad":
+        mode = g.attr(node, "mode", b"constant")
+        return (node.input[0], [node.name]) if (mode.decode() if isinstance(mode, bytes) else mode) == "wrap" else None
+    names, x, cur = [], None, node
+    for _ in range(2):  # rows around columns
+        if cur is None or cur.op_type != "Concat" or len(cur.input) != 3:
+            break
+        first, mid, last = cur.input
+        a, b = g.producer.get(first), g.producer.get(last)
+        if not (a is not None and b is not None and a.op_type == b.op_type == "Slice" and a.input[0] == mid
+                and b.input[0] == mid):
+            break
+        names = [a.name, b.name, cur.name] + names
+        x, cur = mid, g.producer.get(mid)
+    return (x, names) if names else None
 
 
 def _block(g: _Graph, pad, conv, mul, other: str, x: str, w: np.ndarray, group: int) -> PSSABlock | None:
