@@ -40,6 +40,10 @@ def test_digits_export_is_standard_dynamic_and_matches(digits_onnx):
     # the default: opset 17, the cyclic pad as Slice+Concat (no Pad mode=wrap, which many runtimes refuse)
     assert report.opset == 17 and report.portable and proto.opset_import[0].version == 17
     assert not [n for n in proto.graph.node if n.op_type == "Pad"]
+    from xvdeploy.export.census import pssa_steps
+
+    kinds = {n.name: n.op_type for n in proto.graph.node}  # each PSSA step found through its Slice+Concat pad
+    assert [tuple(kinds[n] for n in step) for step in pssa_steps(proto)] == [("Concat", "Conv", "Mul")] * 2
     # the X-volution blocks add exactly Slice, Concat and Mul to the plain-conv twin
     assert set(report.extra_ops) <= {"Slice", "Mul", "Concat"}
     assert report.trt["ok"]

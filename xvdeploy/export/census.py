@@ -70,10 +70,11 @@ def census_diff(counts: list[OpCount], plain: list[OpCount]) -> dict[str, list[s
 def pssa_steps(model: Any) -> list[tuple[str, str, str]]:
     """``(pad, conv, mul)`` node names of every PSSA step in an ONNX ``ModelProto``.
 
-    A step is a ``Pad`` with ``mode=wrap`` whose output feeds a grouped ``Conv``
-    (one group per input channel) whose output is multiplied (``Mul``) with the
-    ``Pad``'s own input (docs/design.md, plug-and-play export). ``xvdeploy build --report`` maps them to the
-    TensorRT layers they became (:mod:`xvdeploy.trt.report`).
+    A step is a cyclic pad (:func:`wrap_pad_source`) whose output feeds a
+    grouped ``Conv`` (one group per input channel) whose output is multiplied
+    (``Mul``) with the pad's own input (docs/design.md, plug-and-play export);
+    in the portable form the pad named is its last Concat. ``xvdeploy build
+    --report`` maps them to the TensorRT layers they became (:mod:`xvdeploy.trt.report`).
     """
     helper = require("onnx.helper", "Reading the model's PSSA steps")
 
@@ -82,14 +83,14 @@ def pssa_steps(model: Any) -> list[tuple[str, str, str]]:
     for node in nodes:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
+    producers = {o: n for n in nodes for o in n.output}
     weights = {init.name: tuple(init.dims) for init in model.graph.initializer}
     steps = []
     for pad in nodes:
-        if pad.op_type != "Pad":
+        found = wrap_pad_source(pad, producers)
+        if found is None:
             continue
-        mode = next((helper.get_attribute_value(a) for a in pad.attribute if a.name == "mode"), b"constant")
-        if (mode.decode() if isinstance(mode, bytes) else mode) != "wrap":
-            continue
+        x = found[0]
         for conv in consumers.get(pad.output[0], []):
             if conv.op_type != "Conv" or len(conv.input) < 2:
                 continue
@@ -98,9 +99,36 @@ def pssa_steps(model: Any) -> list[tuple[str, str, str]]:
             if group <= 1 or (shape is not None and shape[1] != 1):  # depthwise: one input channel per group
                 continue
             for mul in consumers.get(conv.output[0], []):
-                if mul.op_type == "Mul" and pad.input[0] in mul.input:
+                if mul.op_type == "Mul" and x in mul.input:
                     steps.append((pad.name, conv.name, mul.name))
     return steps
+
+
+def wrap_pad_source(node: Any, producers: dict[str, Any]) -> tuple[str, list[str]] | None:
+    """``(X, the pad's node names)`` if ``node`` ends a cyclic pad of ``X``, else None.
+
+    Either ``Pad(mode=wrap)``, or the portable form the default export writes
+    (docs/design.md, the cyclic pad): ``Concat(Slice(Y), Y, Slice(Y))`` on one
+    axis or on two (rows around columns); ``producers`` maps a value name to
+    the node that writes it.
+    """
+    if node.op_type == "Pad":
+        helper = require("onnx.helper", "Reading the model's PSSA steps")
+        mode = next((helper.get_attribute_value(a) for a in node.attribute if a.name == "mode"), b"constant")
+        return (node.input[0], [node.name]) if (mode.decode() if isinstance(mode, bytes) else mode) == "wrap" else None
+    names: list[str] = []
+    x, cur = None, node
+    for _ in range(2):
+        if cur is None or cur.op_type != "Concat" or len(cur.input) != 3:
+            break
+        first, mid, last = cur.input
+        a, b = producers.get(first), producers.get(last)
+        if not (a is not None and b is not None and a.op_type == b.op_type == "Slice" and a.input[0] == mid
+                and b.input[0] == mid):
+            break
+        names = [a.name, b.name, cur.name] + names
+        x, cur = mid, producers.get(mid)
+    return (x, names) if names else None
 
 
 def _is_operator(module: nn.Module) -> bool:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from xvdeploy._lazy import require
+from xvdeploy.export.census import wrap_pad_source
 
 
 #: suffix of the initializers :func:`rescale_t` writes
@@ -128,23 +129,8 @@ def find_pssa_blocks(model) -> list[PSSABlock]:
 
 
 def _wrap_pad(g: _Graph, node) -> tuple[str, list[str]] | None:
-    """``(X, the pad's node names)`` if ``node`` ends a cyclic pad: ``Pad(mode=wrap)``, or the portable form
-    ``Concat(Slice(Y), Y, Slice(Y))`` on one or two axes (docs/design.md, the cyclic pad); else None."""
-    if node.op_type == "Pad":
-        mode = g.attr(node, "mode", b"constant")
-        return (node.input[0], [node.name]) if (mode.decode() if isinstance(mode, bytes) else mode) == "wrap" else None
-    names, x, cur = [], None, node
-    for _ in range(2):  # rows around columns
-        if cur is None or cur.op_type != "Concat" or len(cur.input) != 3:
-            break
-        first, mid, last = cur.input
-        a, b = g.producer.get(first), g.producer.get(last)
-        if not (a is not None and b is not None and a.op_type == b.op_type == "Slice" and a.input[0] == mid
-                and b.input[0] == mid):
-            break
-        names = [a.name, b.name, cur.name] + names
-        x, cur = mid, g.producer.get(mid)
-    return (x, names) if names else None
+    """``(X, the pad's node names)`` if ``node`` ends a cyclic pad (:func:`xvdeploy.export.census.wrap_pad_source`)."""
+    return wrap_pad_source(node, g.producer)
 
 
 def _block(g: _Graph, pad, conv, mul, other: str, x: str, w: np.ndarray, group: int) -> PSSABlock | None:
