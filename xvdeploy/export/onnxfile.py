@@ -88,6 +88,26 @@ def header_of(model) -> OnnxHeader:
     )
 
 
+def graph_dims(graph) -> dict[str, list]:
+    """Name → dims (int, or the symbol's string; None where unknown) of every value with a recorded shape."""
+    out = {}
+    for vi in list(graph.input) + list(graph.value_info) + list(graph.output):
+        t = vi.type.tensor_type
+        if t.HasField("shape"):
+            out[vi.name] = [d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in t.shape.dim]
+    return out
+
+
+def graph_constants(graph) -> dict:
+    """Name → numpy value of every initializer and ``Constant`` node output of ``graph``."""
+    onnx = require("onnx", "Reading ONNX files")
+    out = {init.name: onnx.numpy_helper.to_array(init) for init in graph.initializer}
+    for node in graph.node:
+        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
+            out[node.output[0]] = onnx.numpy_helper.to_array(node.attribute[0].t)
+    return out
+
+
 class _NotOnnx(Exception):
     pass
 

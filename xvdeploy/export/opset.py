@@ -19,6 +19,7 @@ import numpy as np
 
 from xvdeploy._lazy import require
 from xvdeploy.errors import XVDeployError
+from xvdeploy.export.onnxfile import graph_constants, graph_dims
 
 #: Reduce operators whose ``axes`` moved from an attribute to an input at opset 18
 _REDUCE_18 = ("ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2", "ReduceLogSum",
@@ -58,8 +59,8 @@ def downgrade(proto, target: int) -> list[str]:
     if target >= source:
         return []
     graph = proto.graph
-    consts = _constants(graph)
-    shapes = _static_shapes(graph)
+    consts = graph_constants(graph)
+    shapes = graph_dims(graph)
     new_nodes = []
     changed: dict[str, int] = {}
     for node in graph.node:
@@ -119,26 +120,6 @@ def _same_signature(op_type: str, old: int, new: int) -> bool:
     return ([i.name for i in a.inputs] == [i.name for i in b.inputs]
             and [o.name for o in a.outputs] == [o.name for o in b.outputs]
             and set(a.attributes) == set(b.attributes))
-
-
-def _constants(graph) -> dict:
-    """Name → numpy value of every initializer and ``Constant`` node output."""
-    onnx = require("onnx", "ONNX export")
-    out = {init.name: onnx.numpy_helper.to_array(init) for init in graph.initializer}
-    for node in graph.node:
-        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
-            out[node.output[0]] = onnx.numpy_helper.to_array(node.attribute[0].t)
-    return out
-
-
-def _static_shapes(graph) -> dict[str, list]:
-    """Name → dims (int, or the symbol's string) of every value the exporter recorded."""
-    out = {}
-    for vi in list(graph.input) + list(graph.value_info) + list(graph.output):
-        t = vi.type.tensor_type
-        if t.HasField("shape"):
-            out[vi.name] = [d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in t.shape.dim]
-    return out
 
 
 def _attr(node, name: str, default=None):

@@ -27,6 +27,7 @@ from __future__ import annotations
 import numpy as np
 
 from xvdeploy._lazy import require
+from xvdeploy.export.onnxfile import graph_constants, graph_dims
 
 #: integer shape-arithmetic operators folded when every input is a constant
 _FOLDABLE = {"Shape", "Gather", "Squeeze", "Unsqueeze", "Concat", "Cast", "Add", "Sub", "Mul", "Div", "Slice",
@@ -48,25 +49,6 @@ def simplify_shapes(proto) -> list[str]:
 
 
 # -- helpers ------------------------------------------------------------------------------------------------
-
-
-def _dims(graph) -> dict[str, list]:
-    """Name → dims (int or symbol string; None where unknown) of every value with a recorded shape."""
-    out = {}
-    for vi in list(graph.input) + list(graph.value_info) + list(graph.output):
-        t = vi.type.tensor_type
-        if t.HasField("shape"):
-            out[vi.name] = [d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in t.shape.dim]
-    return out
-
-
-def _constants(graph) -> dict[str, np.ndarray]:
-    onnx = require("onnx", "ONNX export")
-    out = {init.name: onnx.numpy_helper.to_array(init) for init in graph.initializer}
-    for node in graph.node:
-        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
-            out[node.output[0]] = onnx.numpy_helper.to_array(node.attribute[0].t)
-    return out
 
 
 def _set_attr(node, name: str, value) -> None:
@@ -105,7 +87,7 @@ def _add_const(graph, base: str, value: np.ndarray) -> str:
 
 def _static_reshape_targets(graph) -> int:
     """Computed Reshape targets → constants with 0 (copy) / -1 (infer), or one Shape read per extra dynamic dim."""
-    dims, consts = _dims(graph), _constants(graph)
+    dims, consts = graph_dims(graph), graph_constants(graph)
     available = {vi.name for vi in graph.input}  # values defined before the node being rewritten
     new_nodes, changed = [], 0
     for node in graph.node:
@@ -179,7 +161,7 @@ def _ordered(available: set, dims: dict) -> list[str]:
 def _fold_constants(graph) -> int:
     """Shape of static dims → constant; integer arithmetic on small constants → constant (onnx.reference)."""
     onnx = require("onnx", "ONNX export")
-    dims, consts = _dims(graph), _constants(graph)
+    dims, consts = graph_dims(graph), graph_constants(graph)
     outputs = {o.name for o in graph.output}
     folded, keep = 0, []
     for node in graph.node:
@@ -228,7 +210,7 @@ def _evaluate(node, consts: dict) -> np.ndarray | None:
 
 def _relax_allowzero(graph) -> int:
     """``allowzero=1`` → 0 on Reshapes whose constant target holds no 0 (the same reshape then)."""
-    consts = _constants(graph)
+    consts = graph_constants(graph)
     changed = 0
     for node in graph.node:
         if node.op_type == "Reshape" and _attr(node, "allowzero", 0) == 1:
