@@ -305,7 +305,9 @@ def render(results: list[dict], meta: dict) -> str:
                       if k.startswith("fresh: ") and v is not None)
     lines += [f"CI (`.ci/run`) runs this matrix for `xv_digits` only (tests/export/test_runtimes.py), on the runtimes that "
               f"install in under a minute: onnxruntime and onnx.reference (onnx extra), openvino (test extra) and "
-              f"`pip install --no-deps {' '.join(CI_PINS)}`" + (f" (into an empty venv here: {fresh})" if fresh else "")
+              f"`pip install --no-deps {' '.join(CI_PINS)}`"
+              + (f" (timed into an empty venv by the script's last run, with whatever pip's cache held: {fresh})"
+                 if fresh else "")
               + "; TensorRT-RTX's parser runs there too (the test extra's `rtx`); onnx2tf (it pins tensorflow, ~1 GB "
               "of wheels) is left to this script.", ""]
     lines += _summary(results, runtimes)
@@ -355,14 +357,17 @@ def _summary(results: list[dict], runtimes: list[str]) -> list[str]:
             if not mine or all(r["status"] == "skipped" for r in mine):
                 continue
             bad = sorted({r["model"] for r in mine if r["status"] not in ("ran", "parsed", "skipped")})
-            (failing if bad else everywhere).append(f"`{rt}`" + (f" ({len(bad)}/{len(nets)})" if bad else ""))
+            tried = len({r["model"] for r in mine if r["status"] != "skipped"})
+            of = f" of the {tried} it was run on" if tried < len(nets) else ""
+            (failing if bad else everywhere).append(
+                f"`{rt}`" + (f" ({len(bad)}/{tried})" if bad else (f" (the {tried} it was run on)" if of else "")))
         rows.append([f"`{form}`", len(nets), ", ".join(everywhere) or "-", ", ".join(failing) or "-"])
     default = next((r for r in rows if r[0] == "`portable`"), None)
     if default is None:
         verdict = "The default form (`portable`) was not measured in the stored results."
     elif default[3] == "-":
-        verdict = ("Every installed runtime ran (TensorRT-RTX: parsed) every network measured in the default form "
-                   "(`portable`).")
+        verdict = ("In the default form (`portable`) every installed runtime ran (TensorRT-RTX: parsed) every "
+                   "network it was run on (some cells below are `not run`: see the tables).")
     else:
         verdict = f"In the default form (`portable`) some runtimes failed: {default[3]} (see its table)."
     return ["## Summary", "", verdict, "",

@@ -33,11 +33,17 @@ def test_render_names_versions_failures_and_what_was_not_run():
     assert "1. Unsupported padding mode: [wrap]\n2. MNNConvert wrote no model" in doc
     assert "| `xv_digits` | 27 nodes, 1x1x8x8 | ran 2.0e-07 | not run | ran 1.6e-07 | not run | ran 6.6e-07 | " \
            "skipped | parsed |" in doc
-    assert "Every installed runtime ran (TensorRT-RTX: parsed) every network measured in the default form" in doc
+    assert "In the default form (`portable`) every installed runtime ran (TensorRT-RTX: parsed) every network" in doc
     assert "`pad` | 1 | `onnxruntime` | `openvino` (1/1), `mnn` (1/1)" in doc
     assert "not run in the stored results" in doc and "`xv_resnet50_s3`" in doc
     assert "Forms not run for a measured network: `xv_digits` static." in doc
     assert "Test CPU, 2 logical CPUs" in doc and "2026-01-01" in doc
+
+
+def test_a_runtime_run_on_fewer_networks_says_so():
+    rows = [_row(n, "portable", "onnxruntime", "ran", rel_l2=1e-7) for n in ("xv_digits", "resnet50")]
+    doc = script.render(rows + [_row("xv_digits", "portable", "tflite", "ran", rel_l2=1e-7)], META)
+    assert "`onnxruntime`, `tflite` (the 1 it was run on)" in doc
 
 
 def test_a_failure_in_the_default_form_is_said_in_the_summary():
