@@ -70,3 +70,15 @@ def digits_checkpoint():
     from xvdeploy.models.digits import CHECKPOINT
 
     return CHECKPOINT
+
+
+@pytest.fixture
+def tiny_onnx(tmp_path):
+    """A small ONNX conv net file (tests/onnx_models.py), shared by the export and TensorRT tests."""
+    import onnx
+
+    from tests.onnx_models import conv_net
+
+    path = tmp_path / "tiny.onnx"
+    onnx.save(conv_net(), str(path))
+    return path

@@ -1,20 +1,10 @@
 """Small ONNX models for the export tests (built with onnx.helper: fast, no export)."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 
 from tests.onnx_models import conv_net  # noqa: F401  (fixtures below and tests use it)
-
-
-@pytest.fixture
-def tiny_onnx(tmp_path: Path) -> Path:
-    import onnx
-
-    path = tmp_path / "tiny.onnx"
-    onnx.save(conv_net(), str(path))
-    return path
 
 
 @pytest.fixture

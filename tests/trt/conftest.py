@@ -9,15 +9,6 @@ from tests.onnx_models import conv_net  # noqa: F401  (fixtures below and tests 
 
 
 @pytest.fixture
-def tiny_onnx(tmp_path: Path) -> Path:
-    import onnx
-
-    path = tmp_path / "tiny.onnx"
-    onnx.save(conv_net(), str(path))
-    return path
-
-
-@pytest.fixture
 def dynamic_onnx(tmp_path: Path) -> Path:
     import onnx
 
