@@ -20,6 +20,7 @@ PACKAGES = (("xvdeploy", "xvdeploy"), ("plugins", "xvdeploy.plugins"), ("models"
 LAYERS = {
     "xvdeploy.errors": 0, "xvdeploy._lazy": 0, "xvdeploy._version": 0, "xvdeploy.fileio": 0, "xvdeploy.format": 0,
     "xvdeploy.pssa_contract": 0, "xvdeploy.data": 0, "xvdeploy.metrics": 0,
+    "xvdeploy.signals": 0, "xvdeploy.memory": 0, "xvdeploy.progress": 0,  # SIGTERM, memory estimates, progress
     "xvdeploy.plugins": 1,  # the PSSA kernel and torch op
     "xvdeploy.ops": 2,
     "xvdeploy.models": 3,

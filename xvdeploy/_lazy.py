@@ -30,6 +30,7 @@ _EXTRAS = {
     "tritonclient": ("serve", "Writing a Triton model repository"),
     "google": ("serve", "Protocol buffers (Triton model configurations)"),
     "openvino": ("openvino", "OpenVINO"),
+    "rich": ("bench", "The progress display"),
 }
 
 #: import name -> install command, where the extra alone cannot install it

@@ -18,3 +18,12 @@ def markdown_table(headers: list[str], rows: list[list[object]]) -> str:
     out = ["| " + " | ".join(map(cell, headers)) + " |", "|" + "|".join("---" for _ in headers) + "|"]
     out += ["| " + " | ".join(map(cell, row)) + " |" for row in rows]
     return "\n".join(out)
+
+
+def format_bytes(n: float) -> str:
+    """``1536`` -> ``"1.5 KiB"``; binary units up to PiB."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} PiB"

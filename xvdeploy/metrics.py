@@ -24,12 +24,28 @@ def parity(y: np.ndarray, ref: np.ndarray, classifier: bool = True) -> dict:
     out = {
         "max_abs": float(np.abs(diff).max()) if diff.size else 0.0,
         "rel_l2": float(np.linalg.norm(diff) / ref_norm) if ref_norm > 0 else float(np.linalg.norm(diff)),
-        "cosine": float((y64 * r64).sum() / (np.linalg.norm(y64) * ref_norm)) if ref_norm > 0 else 1.0,
+        "cosine": _cosine(y64, r64, ref_norm),
         "top1_agreement": None,
     }
     if classifier and y64.ndim == 2 and y64.shape[1] > 1:
         out["top1_agreement"] = float(np.mean(y64.argmax(1) == r64.argmax(1)))
     return out
+
+
+def _cosine(y64: np.ndarray, r64: np.ndarray, ref_norm: float) -> float:
+    """Cosine similarity, clamped to [-1, 1] (rounding puts identical vectors at 1 + 1e-16)."""
+    y_norm = float(np.linalg.norm(y64))
+    if ref_norm == 0 or y_norm == 0:
+        return 1.0 if ref_norm == y_norm else 0.0
+    return float(min(1.0, max(-1.0, (y64 * r64).sum() / (y_norm * ref_norm))))
+
+
+def variation(times_ms: list[float]) -> float | None:
+    """Coefficient of variation of the latencies (sample std / mean); None below two samples."""
+    t = np.asarray(times_ms, dtype=np.float64)
+    if t.size < 2 or not t.mean() > 0:
+        return None
+    return float(t.std(ddof=1) / t.mean())
 
 
 def latency_stats(times_ms: list[float]) -> dict:
