@@ -33,14 +33,31 @@ def test_plain_state_dict_loads_either_form(tmp_path):
     assert not isinstance(load_checkpoint(tmp_path / "wrapped.pt", arch="xv_digits").xv1, FoldedOp)
 
 
-def test_pickled_objects_are_refused(tmp_path):
-    class Evil:
-        def __reduce__(self):
-            return (print, ("pwned",))
+class _PrintsOnLoad:
+    def __reduce__(self):
+        return (print, ("pwned",))
 
-    torch.save({"x": Evil()}, tmp_path / "evil.pt")
-    with pytest.raises(XVDeployError, match="never unpickled"):
+
+class _RunsAShellOnLoad:
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("echo pwned",))
+
+
+@pytest.mark.parametrize("payload, name", [(_PrintsOnLoad, "builtins.print"), (_RunsAShellOnLoad, "posix.system")])
+def test_pickled_code_is_refused_and_named(tmp_path, capfd, payload, name):
+    """torch 2.13 says "unsupported GLOBAL posix.system" for the second; it used to read "a corrupt file"."""
+    torch.save({"x": payload()}, tmp_path / "evil.pt")
+    with pytest.raises(XVDeployError, match=rf"holds pickled code beyond tensors \({name}\), which xvdeploy refuses to run"):
         load_checkpoint(tmp_path / "evil.pt", arch="xv_digits")
+    assert "pwned" not in capfd.readouterr().out
+
+
+def test_a_corrupt_file_is_not_called_pickled_code(tmp_path):
+    (tmp_path / "junk.pt").write_text("hello")
+    with pytest.raises(XVDeployError, match="not a PyTorch file, or a corrupt one"):
+        load_checkpoint(tmp_path / "junk.pt", arch="xv_digits")
 
 
 def test_no_architecture_needs_arch_or_model(tmp_path):
@@ -155,7 +172,7 @@ def test_checkpoint_with_a_config_object_names_the_class(tmp_path, monkeypatch):
     yacs.CfgNode = CfgNode
     monkeypatch.setitem(sys.modules, "fakeyacs", yacs)
     torch.save({"model": zoo.create("xv_digits").state_dict(), "config": CfgNode(a=1)}, tmp_path / "swin.pth")
-    with pytest.raises(XVDeployError, match=r"beyond tensors \(fakeyacs.CfgNode\), which are never unpickled"):
+    with pytest.raises(XVDeployError, match=r"pickled code beyond tensors \(fakeyacs.CfgNode\), which xvdeploy refuses"):
         load_checkpoint(tmp_path / "swin.pth", arch="xv_digits")
 
 

@@ -157,11 +157,11 @@ def read_state_dict(path: str | os.PathLike, key: str | None = None) -> tuple[di
             obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt or unsafe files
         # torch's text for unsafe files advises weights_only=False; we never unpickle a user's file
-        if "Unsupported global" in str(exc):
-            raise XVDeployError(f"{path}: cannot load as a PyTorch state dict (it holds Python objects beyond "
-                                f"tensors{_unsafe_globals(path)}, which are never unpickled here); expected a "
-                                ".safetensors checkpoint or a state dict of tensors — if you trust the file, re-save "
-                                "its weights alone (README, Checkpoints)") from None
+        blocked = _blocked_pickle(exc, path)
+        if blocked is not None:
+            raise XVDeployError(f"{path}: {blocked} (state dicts are read with torch.load(weights_only=True)); "
+                                "expected a .safetensors checkpoint or a state dict of tensors — if you trust the "
+                                "file, re-save its weights alone (README, Checkpoints)") from None
         raise XVDeployError(f"{path}: cannot load as a PyTorch state dict (not a PyTorch file, or a corrupt one); "
                             "expected a .safetensors checkpoint or a state dict of tensors") from None
     return unwrap_state_dict(obj, str(path), key)
@@ -174,6 +174,27 @@ def _unsafe_globals(path: Path) -> str:
     except Exception:
         return ""
     return f" ({', '.join(names[:4])}{', …' if len(names) > 4 else ''})" if names else ""
+
+
+def _blocked_pickle(exc: Exception, path: Path) -> str | None:
+    """What a weights-only ``torch.load`` refused, as a phrase for the error, or None if ``exc`` is no refused
+    pickle (a corrupt or foreign file says "invalid load key" and the like). torch 2.13 says "Unsupported
+    global: GLOBAL builtins.print" for some files and "unsupported GLOBAL posix.system whose module posix is
+    blocked" for others; both are pickled code."""
+    import pickle
+    import re
+
+    text = str(exc)
+    if not isinstance(exc, pickle.UnpicklingError) or not ("Weights only load failed" in text
+                                                           or "Unsupported global" in text):
+        return None
+    names = _unsafe_globals(path)  # " (a.B, c.D)", read without unpickling
+    found = re.search(r"GLOBAL ([\w.]+)", text, re.IGNORECASE)
+    if names or found:
+        return f"the file holds pickled code beyond tensors{names or f' ({found.group(1)})'}, which xvdeploy refuses to run"
+    detail = re.search(r"WeightsUnpickler error:\s*([^\n]+)", text)
+    return ("the file is a pickle that torch's safe loader cannot read"
+            + (f" ({detail.group(1).strip()})" if detail else "") + ", and xvdeploy never unpickles a user's file")
 
 
 def model_from_factory(spec: str) -> nn.Module:
