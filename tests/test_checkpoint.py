@@ -60,6 +60,41 @@ def test_a_corrupt_file_is_not_called_pickled_code(tmp_path):
         load_checkpoint(tmp_path / "junk.pt", arch="xv_digits")
 
 
+def _with_metadata(tmp_path, **meta):
+    from safetensors.torch import save_file
+
+    path = tmp_path / "crafted.safetensors"
+    state = {k: v.contiguous() for k, v in zoo.create("xv_digits").state_dict().items()}
+    save_file(state, str(path), metadata={"format": "xvdeploy", "arch": "xv_digits", "form": "train", **meta})
+    return path
+
+
+@pytest.mark.parametrize("arch_kwargs, message", [
+    ("[1, 2]", "is a JSON array; expected an object of xv_digits's arguments: width"),  # TypeError
+    ('{"width": -1}', "width=-1 is out of bounds"),  # RuntimeError from torch
+    ('{"width": 200000}', "width=200000 is out of bounds"),  # tried to allocate 1.4 TB
+    ('{"width": 50000}', "needs about .* of memory, more than the"),  # within bounds, but not in this memory
+    ('{"width": 2.5}', "width=2.5 is out of bounds; expected an integer"),
+    ('{"width": true}', "width=True is out of bounds"),
+    ('{"depth": "resnet50"}', "'depth' is not an argument xv_digits takes"),
+    ('"wide"', "is a JSON string"),
+    ("null", "is a JSON null"),
+    ("[" * 100_000, "is not valid JSON"),  # RecursionError in json
+    ("9" * 5000, "is not valid JSON"),  # over Python's integer-string limit
+])
+def test_crafted_arch_kwargs_are_one_line_errors(tmp_path, arch_kwargs, message):
+    path = _with_metadata(tmp_path, arch_kwargs=arch_kwargs)
+    with pytest.raises(XVDeployError, match=message):
+        load_checkpoint(path)
+
+
+def test_arch_kwargs_the_architecture_takes_still_load(tmp_path):
+    model = zoo.create("xv_digits", width=8, num_classes=3)
+    save_checkpoint(model, tmp_path / "small.safetensors")
+    loaded = load_checkpoint(tmp_path / "small.safetensors")
+    assert loaded.fc.out_features == 3 and loaded.xvdeploy_arch_kwargs == {"width": 8, "num_classes": 3}
+
+
 def test_no_architecture_needs_arch_or_model(tmp_path):
     torch.save(zoo.create("xv_digits").state_dict(), tmp_path / "sd.pt")
     with pytest.raises(XVDeployError, match="give --arch NAME"):

@@ -254,7 +254,9 @@ def load_checkpoint(path: str | os.PathLike, arch: str | None = None, model: str
         raise XVDeployError("give either --arch or --model, not both")
     arch = arch or meta.get("arch")
     if arch_kwargs is None:
-        arch_kwargs = _json_meta(meta, "arch_kwargs", path) or {}
+        arch_kwargs = _json_meta(meta, "arch_kwargs", path) if "arch_kwargs" in meta else {}
+        if arch and not model:  # untrusted: validated against the architecture's signature and memory
+            arch_kwargs = zoo.check_kwargs(arch, arch_kwargs, f"{path}: metadata arch_kwargs")
     if not arch and not model:
         raise XVDeployError(f"{path}: no architecture recorded in the file; "
                             "give --arch NAME (see 'xvdeploy zoo') or --model package.module:factory")
@@ -326,7 +328,7 @@ def _json_meta(meta: dict[str, str], key: str, path: Path):
         return None
     try:
         return json.loads(meta[key])
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):  # JSONDecodeError, an integer of 5000 digits, nesting 10000 deep
         raise XVDeployError(f"{path}: metadata {key!r} is not valid JSON") from None
 
 

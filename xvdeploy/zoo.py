@@ -5,14 +5,17 @@ folder of the repository) and created in training form.
 """
 from __future__ import annotations
 
+import inspect
+import math
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 import xvdeploy.models  # noqa: F401  (registers every model)
-from xvdeploy.errors import XVDeployError
+from xvdeploy.errors import XVDeployError, first_line
 from xvdeploy.folding import fold
+from xvdeploy.memory import check_fits
 from xvdeploy.models import registry
 from xvdeploy.ops.xvolution import XVolution
 
@@ -32,6 +35,57 @@ def create(name: str, **kwargs) -> nn.Module:
     model.xvdeploy_arch = name
     model.xvdeploy_arch_kwargs = dict(kwargs)
     return model
+
+
+#: the largest integer argument an untrusted ``arch_kwargs`` may give (a width, a class count)
+MAX_INT_KWARG = 1 << 16
+_KINDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+
+
+def check_kwargs(name: str, kwargs, source: str = "arch_kwargs") -> dict:
+    """Validate untrusted builder arguments (a checkpoint's ``arch_kwargs`` metadata) for architecture ``name``.
+
+    Only parameters the architecture leaves open (named in its builder's
+    signature, not fixed by its registry entry) with scalar values of their
+    default's type are accepted; integers lie in 1..:data:`MAX_INT_KWARG`; and
+    the model they describe must fit in memory (counted on the ``meta`` device,
+    where nothing is allocated). Returns ``kwargs``; raises one
+    :class:`XVDeployError` line naming ``source`` otherwise.
+    """
+    entry = registry.entry(name)
+    params = {p.name: p for p in inspect.signature(entry.builder).parameters.values()
+              if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in entry.kwargs}
+    open_ = ", ".join(f"{k} ({_KINDS[type(p.default)]})" for k, p in params.items()
+                      if isinstance(p.default, (bool, int, float, str))) or "none"
+    if not isinstance(kwargs, dict):
+        json_type = {list: "array", str: "string", int: "number", float: "number", bool: "boolean"}.get(
+            type(kwargs), "null" if kwargs is None else type(kwargs).__name__)
+        raise XVDeployError(f"{source} is a JSON {json_type}; expected an object of {name}'s arguments: {open_}")
+    for key, value in kwargs.items():
+        param = params.get(key)
+        default = param.default if param is not None else None
+        if param is None or not isinstance(default, (bool, int, float, str)):
+            raise XVDeployError(f"{source}: {key!r} is not an argument {name} takes from a file; expected some of: {open_}")
+        kind = type(default)
+        ok = type(value) is kind or (kind is float and type(value) is int)
+        if ok and kind is int:
+            ok = 1 <= value <= MAX_INT_KWARG
+        elif ok and kind is float:
+            ok = math.isfinite(value) and abs(value) <= 1e6
+        elif ok and kind is str:
+            ok = len(value) <= 200
+        if not ok:
+            bounds = f" from 1 to {MAX_INT_KWARG}" if kind is int else ""
+            raise XVDeployError(f"{source}: {key}={value!r} is out of bounds; expected {_KINDS[kind]}{bounds}")
+    try:
+        with torch.device("meta"):
+            skeleton = entry.builder(**{**entry.kwargs, **kwargs})
+    except Exception as exc:  # noqa: BLE001 - the builder refused these arguments
+        raise XVDeployError(f"{source}: {name} cannot be built with {kwargs} ({first_line(exc)})") from None
+    n_bytes = sum(t.numel() * t.element_size() for t in (*skeleton.parameters(), *skeleton.buffers()))
+    check_fits(3 * n_bytes, f"{source} {kwargs}: {name} with these arguments ({sum(p.numel() for p in skeleton.parameters()):,} "
+               "parameters, the model and its folded copy)", "the arguments are not those of a model that fits here")
+    return kwargs
 
 
 #: weight of every X-volution's attention-branch BatchNorm in :func:`create_random`
