@@ -95,6 +95,14 @@ def test_arch_kwargs_the_architecture_takes_still_load(tmp_path):
     assert loaded.fc.out_features == 3 and loaded.xvdeploy_arch_kwargs == {"width": 8, "num_classes": 3}
 
 
+def test_non_float_weights_are_refused(tmp_path):
+    """load_state_dict casts int64 into the float parameters quietly; bench then "passed" with rel-L2 0."""
+    state = {k: (v.round().long() if v.is_floating_point() else v) for k, v in zoo.create("xv_digits").state_dict().items()}
+    torch.save(state, tmp_path / "ints.pt")
+    with pytest.raises(XVDeployError, match="is int64 in the file; expected floating-point weights"):
+        load_checkpoint(tmp_path / "ints.pt", arch="xv_digits")
+
+
 def test_no_architecture_needs_arch_or_model(tmp_path):
     torch.save(zoo.create("xv_digits").state_dict(), tmp_path / "sd.pt")
     with pytest.raises(XVDeployError, match="give --arch NAME"):

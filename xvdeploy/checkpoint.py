@@ -315,6 +315,9 @@ def _state_mismatch(model: nn.Module, state: dict[str, torch.Tensor]) -> str | N
         if tuple(state[k].shape) != tuple(v.shape):
             return (f"shape mismatch for {k!r}: file has {tuple(state[k].shape)}, "
                     f"architecture expects {tuple(v.shape)}")
+        if v.is_floating_point() and not state[k].is_floating_point():  # load_state_dict would cast it quietly
+            return (f"weight {k!r} is {str(state[k].dtype).replace('torch.', '')} in the file; "
+                    "expected floating-point weights")
     return None
 
 
