@@ -103,6 +103,32 @@ def test_non_float_weights_are_refused(tmp_path):
         load_checkpoint(tmp_path / "ints.pt", arch="xv_digits")
 
 
+@pytest.mark.parametrize("body, message", [
+    ("def build():\n    raise SystemExit(0)\n", r"the factory called sys.exit\(0\)"),
+    ("import argparse\np = argparse.ArgumentParser(prog='theirs')\np.add_argument('--lr', required=True)\n"
+     "p.parse_args()\ndef build():\n    pass\n", r"importing 'argvnet' called sys.exit\(2\)"),
+    ("import sys\nassert sys.argv[1:] == [], sys.argv\nimport torch\ndef build():\n    return torch.nn.Conv2d(1, 1, 1)\n",
+     None),  # the user's module sees none of our arguments
+])
+def test_model_factory_cannot_exit_or_read_our_command_line(tmp_path, monkeypatch, capsys, body, message):
+    (tmp_path / "argvnet.py").write_text(body)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr("sys.argv", ["xvdeploy", "fold", "x.pt", "--model", "argvnet:build"])
+    from xvdeploy.checkpoint import model_from_factory
+
+    try:
+        if message is None:
+            assert isinstance(model_from_factory("argvnet:build"), torch.nn.Conv2d)
+        else:
+            with pytest.raises(XVDeployError, match=message):
+                model_from_factory("argvnet:build")
+    finally:
+        import sys
+
+        sys.modules.pop("argvnet", None)
+    assert __import__("sys").argv[1] == "fold"  # ours again afterwards
+
+
 def test_no_architecture_needs_arch_or_model(tmp_path):
     torch.save(zoo.create("xv_digits").state_dict(), tmp_path / "sd.pt")
     with pytest.raises(XVDeployError, match="give --arch NAME"):

@@ -7,6 +7,7 @@ A user's file is never unpickled: ``torch.load(weights_only=True)`` only.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
@@ -207,7 +208,10 @@ def model_from_factory(spec: str) -> nn.Module:
     if added:  # like `python -m`: a module in the current directory imports (and is not left on the path)
         sys.path.insert(0, cwd)
     try:
-        module = importlib.import_module(module_name)
+        with _user_code(spec, f"importing {module_name!r}"):
+            module = importlib.import_module(module_name)
+    except XVDeployError:
+        raise
     except Exception as exc:
         raise XVDeployError(f"--model {spec!r}: cannot import {module_name!r} ({first_line(exc)}); it must be "
                             "importable from the current directory or the Python path") from None
@@ -218,12 +222,39 @@ def model_from_factory(spec: str) -> nn.Module:
     if not callable(factory):
         raise XVDeployError(f"--model {spec!r}: {module_name!r} has no callable {attr!r}")
     try:
-        model = factory()
+        with _user_code(spec, "the factory"):
+            model = factory()
+    except XVDeployError:
+        raise
     except Exception as exc:
         raise XVDeployError(f"--model {spec!r}: the factory failed ({type(exc).__name__}: {first_line(exc)})") from None
     if not isinstance(model, nn.Module):
         raise XVDeployError(f"--model {spec!r}: the factory returned {type(model).__name__}, expected a torch.nn.Module")
     return model
+
+
+@contextlib.contextmanager
+def _user_code(spec: str, what: str):
+    """Run a user's module or factory as a library call: ``sys.argv`` holds only a program name (a module that
+    parses the command line at import sees none of ours), and ``sys.exit`` is an error, not our exit. What it
+    prints is held back and passed on to stderr afterwards, unless it exited (a usage text that is not ours)."""
+    import io
+
+    argv, printed = sys.argv, io.StringIO()
+    sys.argv = [argv[0] if argv else "xvdeploy"]
+    try:
+        with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
+            yield
+    except SystemExit as exc:
+        said = [line.strip() for line in printed.getvalue().splitlines() if line.strip()]
+        raise XVDeployError(f"--model {spec!r}: {what} called sys.exit({exc.code!r})"
+                            + (f" after printing {said[-1]!r}" if said else "")
+                            + "; a model module must not parse the command line or exit (guard its script part "
+                              "with if __name__ == '__main__':)") from None
+    else:
+        sys.stderr.write(printed.getvalue())
+    finally:
+        sys.argv = argv
 
 
 def load_checkpoint(path: str | os.PathLike, arch: str | None = None, model: str | None = None,

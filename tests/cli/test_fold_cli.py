@@ -117,11 +117,22 @@ def _case(tmp_path, digits_checkpoint, kind):
         p = tmp_path / "sd.pt"
         torch.save(zoo.create("xv_digits").state_dict(), p)
         return p, ["the factory failed", "ZeroDivisionError"], ["--model", "tests.cli.failing_factory:build"]
+    if kind == "exiting-factory":
+        p = tmp_path / "sd.pt"
+        torch.save(zoo.create("xv_digits").state_dict(), p)
+        return p, ["the factory called sys.exit(0)"], ["--model", "tests.cli.exiting_factory:build"]
+    if kind == "argv-factory":
+        p = tmp_path / "sd.pt"
+        torch.save(zoo.create("xv_digits").state_dict(), p)
+        return p, ["importing 'tests.cli.argv_factory' called sys.exit(2)"], ["--model", "tests.cli.argv_factory:build"]
+    if kind == "int-weights":
+        return _bad_safetensors(tmp_path, "int.safetensors", lambda s: s.update({"fc.weight": s["fc.weight"].long()})), \
+            ["'fc.weight' is int64 in the file", "expected floating-point weights"], []
     raise AssertionError(kind)
 
 
 KINDS = ["missing", "truncated", "corrupt", "not-safetensors", "unknown-arch", "missing-keys", "unexpected-keys",
-         "shape", "nan", "inf", "unknown-factory", "failing-factory"]
+         "shape", "nan", "inf", "unknown-factory", "failing-factory", "exiting-factory", "argv-factory", "int-weights"]
 
 
 @pytest.mark.parametrize("kind", KINDS)
