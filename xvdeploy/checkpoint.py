@@ -23,7 +23,7 @@ from xvdeploy import zoo
 from xvdeploy._version import __version__
 from xvdeploy.folding import fold
 from xvdeploy.errors import XVDeployError, first_line
-from xvdeploy.fileio import atomic_path
+from xvdeploy.fileio import write_bytes_atomic
 
 FORMS = ("train", "folded")
 _RESERVED = {"format", "arch", "arch_kwargs", "form", "xvdeploy_version"}
@@ -40,8 +40,7 @@ def save_checkpoint(model: nn.Module, path: str | os.PathLike, arch: str | None 
     ``arch`` defaults to the zoo name the model was created with; extra keyword
     arguments are stored as JSON strings in the metadata.
     """
-    from safetensors.torch import save_file
-
+    from safetensors.torch import save
 
     arch = arch or getattr(model, "xvdeploy_arch", None)
     meta = {"format": "xvdeploy", "form": model_form(model), "xvdeploy_version": __version__,
@@ -54,8 +53,9 @@ def save_checkpoint(model: nn.Module, path: str | os.PathLike, arch: str | None 
         meta[key] = json.dumps(value)
     state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
     path = Path(path)
-    with atomic_path(path) as tmp:
-        save_file(state, str(tmp), metadata=meta)
+    # serialised here and written by fileio: a full disk is one OSError there (safetensors' own writer raises
+    # SafetensorError, which says nothing about the disk)
+    write_bytes_atomic(path, save(state, metadata=meta))
     return path
 
 
