@@ -13,7 +13,8 @@ settings.register_profile("ci", max_examples=200, deadline=None, derandomize=Tru
 settings.register_profile("dev", max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# XV_TEST_THREADS=1 on a machine shared by several test runs (two threads per run oversubscribe the cores)
+torch.set_num_threads(int(os.environ.get("XV_TEST_THREADS", max(1, min(2, os.cpu_count() or 1)))))
 
 
 @pytest.fixture(autouse=True)

@@ -232,3 +232,10 @@ def test_wrong_kinds_of_files(args, fragments, tmp_path, digits_checkpoint):
     args = [a.format(ckpt=digits_checkpoint, tmp=tmp_path) for a in args]
     assert_one_line_error(invoke(*args), *fragments)
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written
+
+
+@pytest.mark.parametrize("seed", ["-1", "99999999999999999999999"])
+def test_bad_seed_is_one_line(ckpt, tmp_path, seed):
+    """A seed torch cannot take was a ValueError traceback ("Overflow when unpacking long long")."""
+    result = invoke("fold", ckpt, "-o", tmp_path / "f.safetensors", "--seed", seed)
+    assert_one_line_error(result, "'--seed'")

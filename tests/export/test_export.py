@@ -151,7 +151,7 @@ def test_cli_inspect_onnx_and_checkpoint(tmp_path, digits_onnx, digits_checkpoin
     (["xv_digits", "--input-shape", "1x3x8x8"], ["cannot take input shape 1x3x8x8", "channels"]),
     (["xv_digits", "--opset", "12"], ["--opset 12 is not supported", "expected 13.."]),
     (["xv_digits", "--check-runtimes", "onnxruntime,coreml"], ["unknown runtime 'coreml'", "openvino"]),
-    (["xv_digits", "--input-shape", "1x1x8"], ["expected four positive sizes"]),
+    (["xv_digits", "--input-shape", "1x1x1x8x8"], ["expected three or four positive sizes"]),  # CxHxW is valid too
     (["xv_digits", "--dynamic", "batch,depth"], ["unknown dynamic axis 'depth'"]),
 ])
 def test_cli_export_bad_input(args, fragments, tmp_path):

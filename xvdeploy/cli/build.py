@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from xvdeploy.cli.options import triton_options
+from xvdeploy.cli.options import checked_outputs, overwrite_option, triton_options
 from xvdeploy.errors import XVDeployError
 from xvdeploy.trt.builder import PRECISIONS, BuildSettings, build_engine
 from xvdeploy.trt.flavour import NAMES, parse_compute_capability, resolve
@@ -51,12 +51,17 @@ def _compute_capabilities(values: tuple[str, ...]) -> tuple[str, ...]:
 @click.option("--report", is_flag=True,
               help="Print what the parser made of the graph: layer census, PSSA steps mapped to layers, plugin layers.")
 @click.option("--verbose", is_flag=True, help="Show TensorRT's full log.")
+@overwrite_option
 @triton_options
 def build(model: Path, output: Path, runtime: str | None, compute_capabilities: tuple[str, ...], precision: str,
           min_shapes: tuple[str, ...], opt_shapes: tuple[str, ...], max_shapes: tuple[str, ...], workspace: int | None,
-          timing_cache: Path | None, opt_level: int, pssa_plugin: bool, report: bool, verbose: bool, triton) -> None:
+          timing_cache: Path | None, opt_level: int, pssa_plugin: bool, report: bool, verbose: bool, overwrite: bool,
+          triton) -> None:
     """Build a TensorRT engine (plan) from MODEL.onnx: with TensorRT for this GPU, or with TensorRT-RTX for the
     RTX GPUs given by --compute-capability (no GPU needed to build)."""
+    # the engine (unless --overwrite) and its sidecar (its name must fit too), before a build of minutes
+    checked_outputs(overwrite, (model,), (output, (".plan", ".engine", ".trt")))
+    checked_outputs(True, (model,), (Path(f"{output}.json"), (".json",)))
     settings = BuildSettings(precision, build_profiles(min_shapes, opt_shapes, max_shapes), workspace, opt_level,
                              pssa_plugin, runtime, _compute_capabilities(compute_capabilities))
     if triton is not None:

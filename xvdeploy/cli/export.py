@@ -1,20 +1,19 @@
 """``xvdeploy export``: standard-op ONNX with a parity gate, op census and TensorRT check."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 
-from xvdeploy.cli.options import arch_option, echo_unwrapped, model_option, parse_shape, state_key_option, triton_options
-from xvdeploy.loading import default_input_shape, load_model_source
+from xvdeploy.cli.options import (SHAPE_HELP, arch_option, model_option, overwrite_option, quiet_option,
+                                  state_key_option, triton_options)
 
 
 @click.command("export")
 @click.argument("source", metavar="IN")
 @click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), required=True,
               help="ONNX file to write.")
-@click.option("--input-shape", default=None, metavar="NxCxHxW",
+@click.option("--input-shape", default=None, metavar=SHAPE_HELP,
               help="Example input shape [default: the zoo model's input at batch 1].")
 @click.option("--dynamic", "dynamic", default="batch,height,width", metavar="AXES",
               help="Dynamic axes, a subset of batch,height,width.")
@@ -40,10 +39,12 @@ from xvdeploy.loading import default_input_shape, load_model_source
 @model_option
 @state_key_option
 @triton_options
+@overwrite_option
+@quiet_option
 def export(source: str, output: Path, input_shape: str | None, dynamic: str, static: bool, opset: int | None,
            portable: bool, no_fold: bool, pssa_plugin: bool, simplify: bool, check: bool, compare: bool, force: bool,
            runtimes: str | None, report_path: Path | None, arch: str | None, model_factory: str | None,
-           state_key: str | None, triton) -> None:
+           state_key: str | None, overwrite: bool, quiet: bool, triton) -> None:
     """Export IN (a checkpoint, training or folded form, or a zoo name) to ONNX.
 
     A training form is folded first unless --no-fold. The graph uses only
@@ -53,35 +54,49 @@ def export(source: str, output: Path, input_shape: str | None, dynamic: str, sta
     printed. --check-runtimes then runs the written file in other runtimes
     (those installed; the others are named as skipped) against PyTorch.
     """
+    import json
+
+    from xvdeploy import zoo
+    from xvdeploy._lazy import require
     from xvdeploy.checkpoint import model_form
+    from xvdeploy.cli.options import checked_outputs, echo_unwrapped, existing_path, parse_input_shape
     from xvdeploy.errors import ParityError, XVDeployError
     from xvdeploy.export import export_onnx
     from xvdeploy.export.onnx_export import DEFAULT_OPSET
     from xvdeploy.export.runtimes import resolve_runtimes
-    from xvdeploy.export.onnxfile import META_ARCH, META_FORM
-    from xvdeploy.fileio import check_output_path, write_text_atomic
+    from xvdeploy.export.onnxfile import META_ARCH, META_FORM, META_WEIGHTS
+    from xvdeploy.fileio import write_text_atomic
     from xvdeploy.folding import fold
+    from xvdeploy.loading import default_input_shape, load_model_source, weights_origin
+    from xvdeploy.memory import check_forward_fits
+    from xvdeploy.progress import reporting, step
 
     runtime_names = resolve_runtimes([r.strip() for r in runtimes.split(",") if r.strip()]) if runtimes else ()
-    source_path = Path(source) if Path(source).exists() else None
-    check_output_path(output, source_path, suffixes=(".onnx",))
-    if report_path is not None:
-        check_output_path(report_path, source_path, output, suffixes=(".json",))
+    source_path = existing_path(source)
+    checked_outputs(overwrite, (source_path,), (output, (".onnx",)), (report_path, (".json",)))
+    given = parse_input_shape(input_shape) if input_shape else None
     if triton is not None:
         triton.check(output, pssa_plugin=pssa_plugin)
-    model, arch_name = load_model_source(source, arch, model_factory, state_key)
-    echo_unwrapped(model)
-    shape = parse_shape(input_shape) if input_shape else default_input_shape(arch_name)
-    if shape is None:
-        raise XVDeployError("this model has no default input shape; give --input-shape NxCxHxW")
-    if not no_fold and model_form(model) == "train":
-        model = fold(model)
-    report = export_onnx(model, output, shape, dynamic=False if static else dynamic,
-                         opset=DEFAULT_OPSET if opset is None else opset, check=check, pssa_plugin=pssa_plugin,
-                         compare_plain=compare, simplify=simplify, force=force,
-                         metadata={META_ARCH: arch_name or "", META_FORM: model_form(model)},
-                         inputs_to_protect=(source_path,), portable=True if portable else None,
-                         check_runtimes=runtime_names)
+    require("onnx", "ONNX export")  # before a model is loaded and folded for nothing
+    with reporting(not quiet):
+        with step(f"loading {source}"):
+            model, arch_name = load_model_source(source, arch, model_factory, state_key)
+        echo_unwrapped(model)
+        shape = (given[0] or 1, *given[1]) if given else default_input_shape(arch_name)
+        if shape is None:
+            raise XVDeployError(f"this model has no default input shape; give --input-shape {SHAPE_HELP}")
+        check_forward_fits(model, shape, f"exporting at {'x'.join(map(str, shape))}", "give a smaller --input-shape")
+        weights = weights_origin(source, source_path, model_factory, model)
+        if not no_fold and model_form(model) == "train":
+            with step("folding"):
+                model = fold(model)
+        # export_onnx shows its own long phases (trace, onnx.checker, census twin, parity)
+        report = export_onnx(model, output, shape, dynamic=False if static else dynamic,
+                             opset=DEFAULT_OPSET if opset is None else opset, check=check, pssa_plugin=pssa_plugin,
+                             compare_plain=compare, simplify=simplify, force=force,
+                             metadata={META_ARCH: arch_name or "", META_FORM: model_form(model), META_WEIGHTS: weights},
+                             inputs_to_protect=(source_path,), portable=True if portable else None,
+                             check_runtimes=runtime_names)
     for line in report.format_lines():
         click.echo(line)
     if report.forced:
@@ -89,8 +104,6 @@ def export(source: str, output: Path, input_shape: str | None, dynamic: str, sta
                     err=True, bold=True)
     if report_path is not None:
         write_text_atomic(report_path, json.dumps(report.to_dict(), indent=2) + "\n")
-    from xvdeploy import zoo
-
     if source_path is None and zoo.pretrained(source) is None:
         click.echo(f"note: {source} is a zoo architecture with random weights (seed 0, X-volution attention branches at 0.1)")
     click.echo(f"wrote {output}")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from xvdeploy.cli.options import parse_shape
+from xvdeploy.cli.options import SHAPE_HELP, overwrite_option, parse_input_shape
 
 
 def _levels(_ctx, _param, text: str) -> tuple[int, ...]:
@@ -28,17 +28,20 @@ def _levels(_ctx, _param, text: str) -> tuple[int, ...]:
 @click.option("--requests", type=click.IntRange(1, 1_000_000), default=200, help="Requests per level.")
 @click.option("--time-limit", type=click.FloatRange(0, 3600, min_open=True), default=30.0,
               help="Seconds per level at most (requests not sent by then are left out).")
-@click.option("--batch", type=click.IntRange(min=1), default=1, help="Samples per request.")
-@click.option("--input-shape", default=None, metavar="CxHxW",
-              help="One sample's shape  [default: the model's example shape]")
+@click.option("--batch", type=click.IntRange(min=1), default=None, help="Samples per request  [default: 1, or the N of "
+              "--input-shape]")
+@click.option("--input-shape", default=None, metavar=SHAPE_HELP,
+              help="One sample's shape (N: the batch)  [default: the model's example shape]")
 @click.option("--timeout", type=click.FloatRange(0, 600, min_open=True), default=30.0, help="Seconds per request.")
 @click.option("--kill-replica-at", type=click.IntRange(min=0), default=None, metavar="N",
               help="Kill one replica (SIGKILL) once N requests have completed, and report which requests failed "
                    "(those in flight at the kill, and any others) and when its replacement was ready.")
 @click.option("--json", "json_path", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Write the report as JSON.")
-def loadtest(url: str, model: Path, concurrency: tuple[int, ...], requests: int, time_limit: float, batch: int,
-             input_shape: str | None, timeout: float, kill_replica_at: int | None, json_path: Path | None) -> None:
+@overwrite_option
+def loadtest(url: str, model: Path, concurrency: tuple[int, ...], requests: int, time_limit: float, batch: int | None,
+             input_shape: str | None, timeout: float, kill_replica_at: int | None, json_path: Path | None,
+             overwrite: bool) -> None:
     """Send bounded load to URL (an 'xvdeploy serve' application on 127.0.0.1) and check every answer.
 
     Per concurrency level: a fixed number of requests (stopping at the time
@@ -47,16 +50,20 @@ def loadtest(url: str, model: Path, concurrency: tuple[int, ...], requests: int,
     loopback URLs are accepted. Exit 1 on a parity failure or an error that a
     replica kill does not explain.
     """
-    from xvdeploy.errors import ParityError
+    from xvdeploy.errors import ParityError, XVDeployError
     from xvdeploy.fileio import check_output_path, write_text_atomic
     from xvdeploy.format import format_table
     from xvdeploy.serve.loadtest import LoadSpec, parse_url, run_loadtest
 
     parse_url(url)  # refuse other addresses before anything else
     if json_path is not None:
-        check_output_path(json_path, model, suffixes=(".json",))
-    spec = LoadSpec(concurrency=concurrency, requests=requests, time_limit_s=time_limit, batch=batch,
-                    input_shape=parse_shape(input_shape, "--input-shape", "CHW") if input_shape else None,
+        check_output_path(json_path, model, suffixes=(".json",), exists_ok=overwrite)
+    shape_batch, shape = parse_input_shape(input_shape) if input_shape else (None, None)
+    if shape_batch is not None and batch is not None and shape_batch != batch:
+        raise XVDeployError(f"--input-shape {input_shape} says batch {shape_batch} but --batch says {batch}; "
+                            "give the batch in one of them")
+    spec = LoadSpec(concurrency=concurrency, requests=requests, time_limit_s=time_limit,
+                    batch=batch or shape_batch or 1, input_shape=shape,
                     timeout_s=timeout, kill_replica_at=kill_replica_at)
     report = run_loadtest(url, model, spec, progress=lambda line: click.echo(line, err=True))
     rows = []

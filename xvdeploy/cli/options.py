@@ -1,4 +1,8 @@
-"""Options and argument helpers shared by several commands (defined once)."""
+"""Options and argument helpers shared by several commands (defined once).
+
+This module is imported when ``xvdeploy --help`` runs: it needs only click and
+the torch-free core modules.
+"""
 from __future__ import annotations
 
 import click
@@ -19,6 +23,12 @@ def echo_unwrapped(model) -> None:
     note = getattr(model, "xvdeploy_unwrapped", None)
     if note:
         click.echo(f"checkpoint: {note}")
+overwrite_option = click.option("--overwrite", is_flag=True,
+                                help="Replace output files that already exist (without it they are refused).")
+quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress display, only the results.")
+
+#: what every --input-shape help text says
+SHAPE_HELP = "CxHxW or NxCxHxW"
 
 
 def parse_shape(text: str, what: str = "--input-shape", layout: str = "NCHW") -> tuple[int, ...]:
@@ -97,3 +107,55 @@ def triton_options(fn):
     for option in reversed(options):
         wrapper = option(wrapper)
     return wrapper
+
+
+def parse_input_shape(text: str, what: str = "--input-shape") -> tuple[int | None, tuple[int, int, int]]:
+    """``"3x224x224"`` -> ``(None, (3, 224, 224))``; ``"8x3x224x224"`` -> ``(8, (3, 224, 224))``.
+
+    Every command's ``--input-shape`` takes both forms; the batch, where given,
+    is the command's batch (its probe, example or ``--batch``). The input alone
+    must fit in memory (checked here, before any model is loaded).
+    """
+    from xvdeploy.memory import check_fits, tensor_bytes
+
+    parts = text.lower().replace("×", "x").split("x")
+    try:
+        dims = tuple(int(p) for p in parts)
+    except ValueError:
+        raise XVDeployError(f"{what} {text!r} is not a shape; expected {SHAPE_HELP} (integers joined by 'x'), "
+                            "e.g. 3x224x224 or 1x3x224x224") from None
+    if len(dims) not in (3, 4) or any(d < 1 for d in dims):
+        raise XVDeployError(f"{what} {text!r}: expected three or four positive sizes, {SHAPE_HELP}, "
+                            "e.g. 3x224x224 or 1x3x224x224")
+    batch, chw = (None, dims) if len(dims) == 3 else (dims[0], dims[1:])
+    check_fits(tensor_bytes((batch or 1, *chw)), f"{what} {text}: one float32 input",
+               "give a smaller --input-shape")
+    return batch, chw  # type: ignore[return-value]
+
+
+def checked_outputs(overwrite: bool, inputs: tuple, *outputs: tuple) -> None:
+    """``check_output_path`` for each ``(path or None, suffixes)`` in ``outputs``; two outputs may not coincide."""
+    from pathlib import Path
+
+    from xvdeploy.fileio import check_output_path
+
+    seen: list[Path] = []
+    for path, suffixes in outputs:
+        if path is None:
+            continue
+        check_output_path(path, *inputs, suffixes=suffixes, exists_ok=overwrite)
+        if any(Path(path).resolve() == other.resolve() for other in seen):
+            raise XVDeployError(f"two outputs are the same file {str(path)!r}; give each its own path")
+        seen.append(Path(path))
+
+
+def existing_path(source: str | None):
+    """``Path(source)`` if it names an existing file or folder, else None (also for names the file system refuses)."""
+    from pathlib import Path
+
+    if not source:
+        return None
+    try:
+        return Path(source) if Path(source).exists() else None
+    except (OSError, ValueError):  # a name longer than NAME_MAX, an embedded NUL
+        return None

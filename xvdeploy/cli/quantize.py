@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from xvdeploy.cli.options import overwrite_option
 from xvdeploy.quant.core import ACTIVATIONS, DEFAULT_PLACEMENT, METHODS, PLACEMENTS
 
 
@@ -35,9 +36,10 @@ def _names(values: tuple[str, ...]) -> tuple[str, ...]:
 @click.option("--samples", type=click.IntRange(1), default=None, help="Use at most this many calibration inputs.")
 @click.option("--report", "report_path", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Write the quantization report as JSON.")
+@overwrite_option
 def quantize(model: Path, output: Path, calibration: str, method: str, placement: str, activations: str,
              keep_float: tuple[str, ...], sensitivity_path: Path | None, samples: int | None,
-             report_path: Path | None) -> None:
+             report_path: Path | None, overwrite: bool) -> None:
     """Quantize MODEL.onnx (a float export) to INT8 Q/DQ ONNX with static calibration.
 
     Per-channel symmetric int8 weights, per-tensor activations, float biases
@@ -51,10 +53,10 @@ def quantize(model: Path, output: Path, calibration: str, method: str, placement
     from xvdeploy.quant.core import QuantizeOptions, load_float_model, model_input
     from xvdeploy.quant.quantize import quantize_onnx
 
-    check_output_path(output, model, suffixes=(".onnx",))
+    check_output_path(output, model, suffixes=(".onnx",), exists_ok=overwrite)
     for extra, suffixes in ((sensitivity_path, (".md", ".json")), (report_path, (".json",))):
         if extra is not None:
-            check_output_path(extra, model, output, suffixes=suffixes)
+            check_output_path(extra, model, output, suffixes=suffixes, exists_ok=overwrite)
     if sensitivity_path is not None and report_path is not None:
         check_output_path(report_path, sensitivity_path)
     options = QuantizeOptions(method, placement, _names(keep_float), activations)

@@ -37,6 +37,7 @@ from xvdeploy.export.opset import default_opset, downgrade, max_opset
 from xvdeploy.export.runtimes import resolve_runtimes, run_runtimes
 from xvdeploy.export.simplify import simplify_shapes
 from xvdeploy.fileio import atomic_path, check_output_path
+from xvdeploy.progress import step
 from xvdeploy.folding import use_pssa_plugin
 from xvdeploy.folding.check import rel_l2
 from xvdeploy.format import format_table
@@ -329,20 +330,24 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, input_shape: tuple[in
     if held:
         notes.append(f"note: {held}")
     with atomic_path(path) as tmp:  # renamed into place only if every phase below passes
-        with portable_wrap_pad(portable):
+        with portable_wrap_pad(portable), step("export: tracing with torch.onnx.export"):  # long phases are shown
             dynamic = _trace(export_model, x, tmp, opset, dynamic, translation_table, notes)
         proto, dynamic_axes = _finalise_file(tmp, input_shape, dynamic, metadata, simplify, notes, opset)
-        _run_checker(tmp)
+        with step("export: onnx.checker (full check)"):
+            _run_checker(tmp)
         report = ExportReport(str(path), input_shape, dynamic_axes, opset, pssa_plugin, len(proto.graph.node),
                               census(proto), portable=portable if uses_wrap_padding(model) else None, notes=notes)
         if compare_plain:
-            _compare_plain(report, model, x)
+            with step("export: tracing the plain-convolution twin for the op census"):
+                _compare_plain(report, model, x)
         _check_trt(report, proto)
         if check:
-            _parity_gate(report, model, tmp, force)
+            with step("export: onnxruntime parity against PyTorch at two shapes"):
+                _parity_gate(report, model, tmp, force)
     report.written = True
     if runtime_names:
-        report.runtimes = run_runtimes(path, runtime_names, model, _check_shape(report, model))
+        with step(f"export: running the file in {', '.join(runtime_names)}"):
+            report.runtimes = run_runtimes(path, runtime_names, model, _check_shape(report, model))
     return report
 
 

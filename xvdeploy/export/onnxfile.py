@@ -26,6 +26,7 @@ from xvdeploy.pssa_contract import ONNX_DOMAIN
 META_INPUT_SHAPE = "xvdeploy.input_shape"  # the example shape, NxCxHxW
 META_ARCH = "xvdeploy.arch"  # zoo architecture name, "" if none
 META_FORM = "xvdeploy.form"  # "train" or "folded"
+META_WEIGHTS = "xvdeploy.weights"  # where the weights came from: xvdeploy.loading.WEIGHTS_* ("pretrained", …)
 
 #: operator domains every ONNX runtime implements
 STANDARD_DOMAINS = ("", "ai.onnx")
