@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.cli.conftest import assert_one_line_error, invoke
+from tests.cli.conftest import assert_one_line_error, invoke, time_limit
 from xvdeploy.bench.backends.base import BackendUnavailable, RunnerSpec
 from xvdeploy.bench.backends.ort_backend import OrtRunner
 from xvdeploy.bench.backends.torch_backend import TorchRunner
@@ -82,9 +82,12 @@ def test_default_bench_runs_the_digits_model_everywhere(tmp_path):
 def test_bench_onnx_file_batches_and_random_data(tmp_path, digits_checkpoint):
     onnx_path = tmp_path / "d.onnx"
     assert invoke("export", digits_checkpoint, "-o", onnx_path, "--no-compare").exit_code == 0
-    report = run_bench(BenchConfig(model=str(onnx_path), backends=["onnxruntime"], batches=[1, 3], iters=2, warmup=1))
+    report = run_bench(BenchConfig(model=str(onnx_path), backends=["onnxruntime"], batches=[1, 3], iters=2, warmup=1,
+                                   data="random"))
     assert [r.batch for r in report.results] == [1, 3]
-    assert "no PyTorch model given" in report.reference and all(r.status == "PASS" for r in report.results)
+    # the file's metadata names the shipped model: that is the reference (it used to be the file itself)
+    assert "shipped xv_digits checkpoint" in report.reference and all(r.status == "PASS" for r in report.results)
+    assert report.data.startswith("random normal")
 
 
 def test_bench_static_onnx_uses_its_fixed_batch(tmp_path, digits_checkpoint):
@@ -127,7 +130,8 @@ def test_bench_failure_exit_code(tmp_path, monkeypatch):
     (["--threads", "0"], ["'--threads'"]),
     (["--batch", "1,,2"], ["expected positive integers"]),
     (["--cuda-graphs"], ["--cuda-graphs needs a CUDA device"]),
-    (["--input-shape", "1x1x8x8"], ["three positive sizes C×H×W"]),
+    (["--input-shape", "1x1x1x8x8"], ["three or four positive sizes, CxHxW or NxCxHxW"]),
+    (["--input-shape", "2x1x8x8", "--batch", "4"], ["says batch 2 but --batch says 4"]),
     (["--data", "foo"], ["unknown --data 'foo'"]),
     (["--data", "images:no/such/dir"], ["existing folder"]),
     (["--batch", "x"], ["expected positive integers"]),
@@ -135,6 +139,9 @@ def test_bench_failure_exit_code(tmp_path, monkeypatch):
     (["no/such/model.safetensors"], ["no such file"]),
     (["--precision", "fp16", "--backends", "torch", "--device", "cpu"], ["nothing could run", "needs a CUDA device"]),
     (["--warmup", "abc"], ["expected a number of iterations"]),
+    (["--seed", "-1"], ["'--seed'"]),  # numpy's ValueError traceback
+    (["--seed", "99999999999999999999999"], ["'--seed'"]),
+    (["--threads", "99999999999"], ["'--threads'"]),
 ])
 def test_bench_bad_input(args, fragments, tmp_path):
     if args == ["--cuda-graphs"] and torch.cuda.is_available():
@@ -223,3 +230,149 @@ def test_bench_int8_row_on_onnxruntime_cpu():
     assert int8.accuracy >= rows["fp32"].accuracy - 0.005
     with pytest.raises(BackendUnavailable, match="custom PSSA nodes cannot be quantized"):
         OrtRunner(RunnerSpec("onnxruntime", "onnx-plugin", "int8", "cpu"), "x.onnx", plugin=True)
+
+
+# --- issue 12: no hang, no tautology, one line for every fault ------------------------------------------------
+
+
+@pytest.mark.parametrize("args", [["--duration", "inf"], ["--duration", "nan"], ["--warmup", "infs"],
+                                  ["--warmup", "nans"], ["--warmup", "1e999s"], ["--duration", "1e9"],
+                                  ["--warmup", "99999999999"]])
+def test_endless_timing_is_refused_at_once(args):
+    """These used to run forever (and leave xvdeploy-bench-*/model.onnx behind when killed)."""
+    with time_limit(120, f"bench {' '.join(args)}"):
+        result = invoke("bench", "--backends", "torch", "--data", "random", *args, "--quiet")
+    assert_one_line_error(result, "finite")
+
+
+def test_the_runner_refuses_endless_timing_too():
+    with TorchRunner(RunnerSpec("torch", "folded"), torch.nn.Identity()) as runner, time_limit(60, "Runner.time"):
+        for kwargs in ({"duration_s": float("inf")}, {"warmup_s": float("inf")}, {"iters": float("inf")}):
+            with pytest.raises(Exception, match="must be a finite number"):
+                runner.time(np.ones((1, 1, 2, 2), np.float32), **kwargs)
+
+
+def test_time_based_defaults_like_trtexec():
+    timing = BenchConfig().timing()
+    assert timing == {"warmup": None, "warmup_s": 0.2, "iters": 10, "duration_s": 3.0}
+    assert BenchConfig(iters=5).timing() == {"warmup": None, "warmup_s": 0.2, "iters": 5, "duration_s": None}
+    with TorchRunner(RunnerSpec("torch", "folded"), torch.nn.Identity()) as runner:
+        times = runner.time(np.ones((1, 1, 2, 2), np.float32), warmup_s=0.05, iters=3, duration_s=0.2)
+        assert len(times) >= 3 and runner.timing["timed_seconds"] >= 0.2 and runner.timing["warmup_iterations"] > 0
+        assert len(runner.time(np.ones((1, 1, 2, 2), np.float32), warmup=2, iters=7)) == 7
+
+
+def test_json_records_command_line_timing_and_variation(tmp_path):
+    out = tmp_path / "r.json"
+    result = invoke("bench", "--backends", "torch,torch", "--iters", "4", "--warmup", "2", "--data", "random",
+                    "--json", out, "--quiet")
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    assert data["command"] == ["xvdeploy", "bench", "--backends", "torch,torch", "--iters", "4", "--warmup", "2",
+                               "--data", "random", "--json", str(out), "--quiet"]
+    assert data["timing"] == {"warmup": 2, "warmup_s": None, "iters": 4, "duration_s": None}
+    assert len(data["results"]) == 2 and "2 passed, 0 failed" in result.output  # torch,torch: no duplicate rows
+    for row in data["results"]:
+        assert row["iterations"] == 4 and row["timing"]["warmup_iterations"] == 2
+        assert row["cv"] is not None and row["cv"] >= 0 and row["unstable"] == (row["cv"] > data["unstable_cv"])
+        assert -1.0 <= row["parity"]["cosine"] <= 1.0
+    assert "CV" in result.output and "timing per row: warm-up 2 iterations, then 4 iterations" in result.output
+
+
+def test_cosine_is_clamped_and_variation_is_std_over_mean():
+    from xvdeploy.bench.metrics import variation
+
+    y = np.full((3, 1000), 0.1, dtype=np.float32)  # float64 rounding puts this at 1 + 2e-16 unclamped
+    assert parity(y, y)["cosine"] == 1.0
+    assert parity(-y, y)["cosine"] == -1.0
+    assert variation([1.0, 1.0, 1.0]) == 0.0 and variation([1.0]) is None
+    assert variation([1.0, 3.0]) == pytest.approx(np.std([1.0, 3.0], ddof=1) / 2.0)
+
+
+def _custom_op_onnx(path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    node = helper.make_node("MyOp", ["input"], ["output"], domain="com.example")
+    graph = helper.make_graph([node], "custom", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 1, 8, 8])],
+                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 1, 8, 8])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19), helper.make_opsetid("com.example", 1)])
+    model.ir_version = 10
+    onnx.save(model, str(path))
+
+
+def test_a_custom_op_no_runtime_provides_is_named(tmp_path):
+    """Was an onnxruntime traceback ("com.example:MyOp(-1) is not a registered function/op")."""
+    _custom_op_onnx(tmp_path / "custom.onnx")
+    result = invoke("bench", tmp_path / "custom.onnx", "--iters", "1", "--quiet")
+    assert_one_line_error(result, "operator 'MyOp' of domain 'com.example'", "no installed runtime provides")
+
+
+@pytest.fixture(scope="module")
+def digits_onnx(tmp_path_factory, digits_checkpoint):
+    path = tmp_path_factory.mktemp("digits") / "digits.onnx"
+    result = invoke("export", digits_checkpoint, "-o", path, "--no-compare", "--quiet")
+    assert result.exit_code == 0, result.output
+    return path
+
+
+def test_torch_on_an_onnx_file_says_why_nothing_ran(digits_onnx):
+    """`--backends torch` on an ONNX file said "nothing could run:" with nothing after it."""
+    result = invoke("bench", digits_onnx, "--backends", "torch", "--iters", "1", "--quiet")
+    assert_one_line_error(result, "nothing could run: torch: the torch backend runs PyTorch models",
+                          "bench the checkpoint or zoo name")
+
+
+def test_an_onnx_file_is_checked_against_the_model_its_metadata_names(digits_onnx):
+    """Used to compare onnxruntime with itself on random data (rel-L2 0, PASS)."""
+    report = run_bench(BenchConfig(model=str(digits_onnx), backends=["onnxruntime"], iters=1, warmup=0))
+    assert "shipped xv_digits checkpoint" in report.reference and "xvdeploy.arch=xv_digits" in report.reference
+    assert report.data.startswith("digits held-out split")
+    (row,) = report.results
+    assert row.status == "PASS" and row.accuracy == pytest.approx(445 / 449)
+    assert 0 < row.parity["rel_l2"] < 1e-5  # a real comparison: onnxruntime is not bit-equal to PyTorch
+
+
+def test_an_onnx_file_without_a_known_model_is_compared_with_itself_and_says_so(tmp_path):
+    from xvdeploy import export_onnx
+
+    path = tmp_path / "plain.onnx"
+    export_onnx(torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3)).eval(), path, (1, 1, 8, 8), compare_plain=False,
+                check=False)
+    result = invoke("bench", path, "--backends", "onnxruntime", "--iters", "1", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert "the ONNX file itself" in result.output and "proves nothing" in result.output
+    assert "SELF" in result.output and "1 compared with the reference itself" in result.output
+
+
+def test_non_float_weights_do_not_pass(tmp_path):
+    from safetensors.torch import save_file
+
+    from xvdeploy import zoo
+
+    state = {k: v.round().long() if v.is_floating_point() else v for k, v in zoo.create("xv_digits").state_dict().items()}
+    save_file(state, str(tmp_path / "ints.safetensors"), metadata={"format": "xvdeploy", "arch": "xv_digits"})
+    result = invoke("bench", tmp_path / "ints.safetensors", "--backends", "torch", "--iters", "1", "--quiet")
+    assert_one_line_error(result, "is int64 in the file; expected floating-point weights")
+
+
+def test_progress_off_a_terminal_is_plain_lines(monkeypatch):
+    """A row timed for 2.5 s is a step over the 2 s delay: off a terminal it is told in plain stderr lines."""
+    result = invoke("bench", "--backends", "torch", "--duration", "2.5", "--warmup", "0", "--data", "random")
+    assert result.exit_code == 0, result.output
+    progress = [line for line in result.stderr.splitlines() if line.startswith("xvdeploy: ")]
+    assert any("timing torch/train/fp32/cpu batch 1" in line for line in progress), result.stderr
+    assert any("done in" in line for line in progress)
+    quiet = invoke("bench", "--backends", "torch", "--iters", "2", "--data", "random", "--quiet")
+    assert quiet.stderr == ""
+
+
+def test_metadata_naming_another_model_is_one_line(tmp_path):
+    """An ONNX file whose xvdeploy.arch names a model it is not: outputs 2x6x6 vs 10 was a numpy traceback."""
+    from xvdeploy import export_onnx
+
+    path = tmp_path / "liar.onnx"
+    export_onnx(torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3)).eval(), path, (1, 1, 8, 8), compare_plain=False,
+                check=False, metadata={"xvdeploy.arch": "xv_digits", "xvdeploy.weights": "pretrained"})
+    result = invoke("bench", path, "--backends", "onnxruntime", "--iters", "1", "--quiet")
+    assert_one_line_error(result, "gives outputs of shape 2x6x6 per input, the reference 10", "not the same network")

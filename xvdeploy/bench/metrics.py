@@ -1,16 +1,19 @@
 """Parity and latency statistics of one bench result, and its PASS/FAIL status.
 
-``TOLERANCES``, ``parity`` and ``latency_stats`` live in :mod:`xvdeploy.metrics` (shared with
+``TOLERANCES``, ``parity``, ``latency_stats`` and ``variation`` live in :mod:`xvdeploy.metrics` (shared with
 ``xvdeploy loadtest``) and are re-exported here.
 """
 from __future__ import annotations
 
-from xvdeploy.metrics import TOLERANCES, latency_stats, parity
+from xvdeploy.metrics import TOLERANCES, latency_stats, parity, variation
 
-__all__ = ["INT8_ACCURACY_DROP", "TOLERANCES", "latency_stats", "parity", "status"]
+__all__ = ["INT8_ACCURACY_DROP", "TOLERANCES", "UNSTABLE_CV", "latency_stats", "parity", "status", "variation"]
 
 #: int8 also fails if labelled accuracy drops more than this below the reference's (issue 16: 0.5 points)
 INT8_ACCURACY_DROP = 0.005
+#: a row whose latencies vary more than this (coefficient of variation, std / mean) is flagged unstable.
+#: trtexec warns above 1 % for GPU compute time; CPU timings on a shared machine are noisier.
+UNSTABLE_CV = 0.10
 
 
 def status(parity_result: dict | None, precision: str, accuracy: float | None = None,

@@ -11,6 +11,7 @@ releases everything.
 from __future__ import annotations
 
 import abc
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -43,6 +44,7 @@ class Runner(abc.ABC):
     def __init__(self, spec: RunnerSpec) -> None:
         self.spec = spec
         self.is_active = False
+        self.timing: dict = {}
 
     # -- lifecycle ----------------------------------------------------------------
     def activate(self) -> None:
@@ -73,23 +75,48 @@ class Runner(abc.ABC):
             raise XVDeployError(f"{self.name}: expected an N×C×H×W numpy array, got {getattr(x, 'shape', type(x))}")
         return np.asarray(self.infer_impl(np.ascontiguousarray(x, dtype=np.float32)), dtype=np.float32)
 
-    def time(self, x: np.ndarray, warmup: int = 10, iters: int = 50, warmup_s: float | None = None,
+    def time(self, x: np.ndarray, warmup: int = 10, iters: int | None = None, warmup_s: float | None = None,
              duration_s: float | None = None, progress=None) -> list[float]:
-        """Per-iteration latency in milliseconds (warm-up excluded)."""
+        """Per-iteration latency in milliseconds (warm-up excluded).
+
+        Warm-up: ``warmup_s`` seconds if given, else ``warmup`` iterations. Timed:
+        with ``duration_s``, until that many seconds have passed and at least
+        ``iters`` (default 1) iterations ran; without it, exactly ``iters``
+        (default 50). ``progress(done, eta_seconds)`` is called after each timed
+        iteration. What ran is left in :attr:`timing` (counts and seconds).
+        Every amount must be finite: an infinite or NaN one would never end.
+        """
         self._require_active()
+        for what, value in (("warm-up iterations", warmup), ("timed iterations", iters),
+                            ("warm-up seconds", warmup_s), ("timing duration", duration_s)):
+            if value is not None and not (math.isfinite(value) and value >= 0):
+                raise XVDeployError(f"{self.name}: {what} must be a finite number ≥ 0, got {value}")
         self.prepare_impl(np.ascontiguousarray(x, dtype=np.float32))
-        deadline = time.perf_counter() + warmup_s if warmup_s is not None else None
-        i = 0
-        while (deadline is not None and time.perf_counter() < deadline) or (deadline is None and i < warmup):
+        start = time.perf_counter()
+        deadline = start + warmup_s if warmup_s is not None else None
+        warm = 0
+        while (deadline is not None and time.perf_counter() < deadline) or (deadline is None and warm < warmup):
             self.run_prepared_impl()
-            i += 1
+            warm += 1
         self.synchronize_impl()
+        timed_start = time.perf_counter()
         times: list[float] = []
-        stop = time.perf_counter() + duration_s if duration_s is not None else None
-        while (stop is not None and time.perf_counter() < stop) or (stop is None and len(times) < iters):
+        if duration_s is None:
+            want = 50 if iters is None else int(iters)
+            stop = None
+        else:
+            want = 1 if iters is None else int(iters)
+            stop = timed_start + duration_s
+        while len(times) < want or (stop is not None and time.perf_counter() < stop):
             times.append(self.timer(self.run_prepared_impl))
             if progress is not None:
-                progress()
+                mean_s = (time.perf_counter() - timed_start) / len(times)
+                eta = max(0, want - len(times)) * mean_s
+                if stop is not None:
+                    eta = max(eta, stop - time.perf_counter())
+                progress(len(times), eta)
+        self.timing = {"warmup_iterations": warm, "warmup_seconds": timed_start - start,
+                       "iterations": len(times), "timed_seconds": time.perf_counter() - timed_start}
         return times
 
     def timer(self, fn) -> float:
