@@ -118,3 +118,52 @@ def test_sigterm_during_bench_removes_its_temporary_folder(tmp_path):
     # torch keeps its own compile cache (torchinductor_*) in TMPDIR on purpose; nothing of ours may stay
     ours = [p for p in tmpdir.rglob("*") if p.name.startswith("xvdeploy") or p.suffix in (".onnx", ".tmp")]
     assert ours == []
+
+
+def test_a_signal_wrapped_into_another_exception_still_exits_as_terminated():
+    """SIGTERM during an import can land in a class body's __set_name__, which Python re-raises as a RuntimeError
+    (seen during scipy's import in `bench`): the CLI must still exit 143 with one line, not a traceback."""
+    from click.testing import CliRunner
+
+    from xvdeploy.cli.main import XVGroup
+
+    @click_group(XVGroup)
+    def cli():
+        pass
+
+    @cli.command("slow-import")
+    def slow_import():
+        class Descriptor:
+            def __set_name__(self, owner, name):
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(5)
+
+        class Owner:  # noqa: F841 - defining it calls __set_name__
+            attr = Descriptor()
+
+    result = CliRunner().invoke(cli, ["slow-import"])
+    assert result.exit_code == 128 + signal.SIGTERM, result.output
+    assert "Traceback" not in result.output and "terminated by SIGTERM" in result.stderr
+
+
+def click_group(cls):
+    import click
+
+    return click.group(cls=cls)
+
+
+def test_a_swallowed_signal_is_raised_again_by_the_next_one(monkeypatch):
+    import xvdeploy.signals as signals
+
+    monkeypatch.setattr(signals, "REPEAT_AFTER_S", 0.0)
+    with terminate_as_exception():
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+        except BaseException:  # a library that swallows everything and carries on
+            pass
+        assert signals.received() == signal.SIGTERM
+        with pytest.raises(Terminated):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+    assert signals.received() is None

@@ -12,10 +12,27 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
+import time
 from typing import Iterator
 
 #: the signals turned into :class:`Terminated` (SIGHUP where the platform has it)
 SIGNALS = tuple(s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)) if s is not None)
+
+#: a repeated signal this soon after the first is ignored (the clean-up of the first is running)
+REPEAT_AFTER_S = 2.0
+#: the signal received inside the current :func:`terminate_as_exception` block, if any
+_fired: list[int] = []
+
+
+def received() -> int | None:
+    """The signal number received inside the current :func:`terminate_as_exception` block, or None.
+
+    Code that may turn the :class:`Terminated` exception into another one (Python
+    wraps an exception raised inside a class body's ``__set_name__`` into a
+    RuntimeError; a library may catch BaseException and raise its own) asks this
+    to still exit as terminated.
+    """
+    return _fired[0] if _fired else None
 
 
 class Terminated(KeyboardInterrupt):
@@ -39,21 +56,26 @@ class Terminated(KeyboardInterrupt):
 def terminate_as_exception() -> Iterator[None]:
     """Within the block, SIGTERM and SIGHUP raise :class:`Terminated` (main thread only; else a no-op).
 
-    The first signal raises; later ones are ignored while the stack unwinds, so a
-    second ``kill`` does not interrupt the clean-up. A signal the process was told to
-    ignore (``nohup`` ignores SIGHUP) stays ignored. The previous handlers come back
-    when the block ends.
+    The first signal raises; later ones within :data:`REPEAT_AFTER_S` are ignored
+    while the stack unwinds, so a second ``kill`` does not interrupt the clean-up
+    (one after that raises again, in case a library swallowed the first). A signal
+    the process was told to ignore (``nohup`` ignores SIGHUP) stays ignored. The
+    previous handlers come back when the block ends.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    fired: list[int] = []
+    _fired.clear()
+    first = [0.0]
 
     def handler(signum, _frame) -> None:
-        if fired:
-            return
-        fired.append(signum)
-        raise Terminated(signum)
+        now = time.monotonic()
+        if _fired and now - first[0] < REPEAT_AFTER_S:
+            return  # the stack is unwinding from the first one: let the clean-up finish
+        if not _fired:
+            _fired.append(signum)
+        first[0] = now
+        raise Terminated(signum)  # again, if a library swallowed the first one and carried on
 
     previous = {}
     for signum in SIGNALS:
@@ -65,3 +87,4 @@ def terminate_as_exception() -> Iterator[None]:
     finally:
         for signum, old in previous.items():
             signal.signal(signum, old)
+        _fired.clear()

@@ -19,7 +19,7 @@ import click
 
 from xvdeploy._version import __version__
 from xvdeploy.errors import XVDeployError, first_line
-from xvdeploy.signals import Terminated, terminate_as_exception
+from xvdeploy.signals import Terminated, received, terminate_as_exception
 
 CONTEXT_SETTINGS = {"show_default": True, "help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -110,7 +110,14 @@ class XVGroup(click.Group):
     def invoke(self, ctx: click.Context):
         ctx.meta["xvdeploy.argv"] = getattr(self, "argv", ["xvdeploy"])
         try:
-            return super().invoke(ctx)
+            try:
+                return super().invoke(ctx)
+            except Exception:
+                # a SIGTERM's Terminated may have been turned into another exception on its way up (Python's
+                # "Error calling __set_name__" RuntimeError when it lands in a class body during an import)
+                if received() is not None and not _debug_requested(ctx):
+                    _terminated(Terminated(received()))
+                raise
         except Terminated as exc:
             if _debug_requested(ctx):
                 raise
