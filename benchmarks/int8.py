@@ -52,9 +52,10 @@ from xvdeploy.metrics import parity  # noqa: E402
 from xvdeploy.models.digits import CHECKPOINT  # noqa: E402
 from xvdeploy.quant.calibration import load_calibration  # noqa: E402
 from xvdeploy.quant.core import (  # noqa: E402
-    QuantizeOptions, load_float_model, model_input, prepare, quantize_prepared, save_checked,
+    load_float_model, model_input, prepare, quantize_prepared, save_checked,
 )
 from xvdeploy.quant.evaluate import compare_models  # noqa: E402
+from xvdeploy.quant.options import QuantizeOptions  # noqa: E402
 from xvdeploy.quant.sensitivity import sensitivity  # noqa: E402
 
 LATENCY_BATCH = 8

@@ -130,7 +130,8 @@ def ort_alone(model: Path, rounds: int = 5, seconds: float = 0.3) -> dict:
 
 
 def run(args) -> dict:
-    from xvdeploy.serve.app import ServeOptions, start, stop
+    from xvdeploy.serve.app import start, stop
+    from xvdeploy.serve.options import ServeOptions
     from xvdeploy.serve.loadtest import LoadSpec, run_loadtest
 
     env = environment()
@@ -222,7 +223,8 @@ def multinode(model: Path, n: int, port: int) -> dict:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     from ray.cluster_utils import Cluster
 
-    from xvdeploy.serve.app import ServeOptions, start, stop
+    from xvdeploy.serve.app import start, stop
+    from xvdeploy.serve.options import ServeOptions
     from xvdeploy.serve.loadtest import LoadSpec, run_loadtest
 
     t = time.perf_counter()

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from tests.cli.conftest import invoke
 from xvdeploy.cli import main
 
-LIGHT = ("fold", "export", "bench", "inspect", "zoo")  # whose own --help imports no torch either
+LIGHT = ("fold", "export", "quantize", "build", "bench", "inspect", "zoo", "serve", "loadtest")  # every command's own --help
 
 
 def test_help_imports_neither_torch_nor_numpy():

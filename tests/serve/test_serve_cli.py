@@ -10,7 +10,8 @@ from click.testing import CliRunner
 
 from xvdeploy.cli import main
 from xvdeploy.errors import XVDeployError
-from xvdeploy.serve.app import ServeOptions, deployment_options, parse_replicas
+from xvdeploy.serve.app import deployment_options
+from xvdeploy.serve.options import ServeOptions, parse_replicas
 
 
 def one_line_error(args, *fragments):

@@ -7,9 +7,9 @@ import click
 
 from xvdeploy.cli.options import checked_outputs, overwrite_option, triton_options
 from xvdeploy.errors import XVDeployError
-from xvdeploy.trt.builder import PRECISIONS, BuildSettings, build_engine
 from xvdeploy.trt.flavour import NAMES, parse_compute_capability, resolve
 from xvdeploy.trt.report import format_report
+from xvdeploy.trt.settings import PRECISIONS, BuildSettings
 from xvdeploy.trt.shapes import build_profiles
 
 _SHAPE_HELP = "trtexec syntax NAME:DxDx…[,NAME:…]; give it once per optimization profile"
@@ -70,6 +70,8 @@ def build(model: Path, output: Path, runtime: str | None, compute_capabilities: 
             raise XVDeployError("--triton-repo: Triton's TensorRT backend loads TensorRT engines, not TensorRT-RTX ones; "
                                 "build with --runtime tensorrt for Triton (or add the ONNX file with 'xvdeploy export "
                                 "--triton-repo')")
+    from xvdeploy.trt.builder import build_engine  # TensorRT, ONNX and torch: only when a build runs
+
     record = build_engine(model, output, settings, timing_cache=timing_cache, verbose=verbose, progress=_echo_err)
     if report:
         for line in format_report(record.network_report, record.platform.label):

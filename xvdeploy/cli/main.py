@@ -3,9 +3,10 @@
 Commands are registered by name (:data:`COMMANDS`) and their modules imported
 only when the command runs: ``xvdeploy --help`` lists them from each command
 function's docstring, read from the source with ``ast``, so it starts without
-torch (a fraction of a second instead of seconds). fold, export, bench,
-inspect and zoo also import the library inside the command function, so their
-own ``--help`` is as quick (tests/cli/test_main.py checks both).
+torch (a fraction of a second instead of seconds). Every command module also
+imports the library inside the command function (its option choices come from
+light modules such as ``trt/settings.py``), so its own ``--help`` is as quick
+(tests/cli/test_main.py checks both).
 """
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from xvdeploy.cli.options import overwrite_option
-from xvdeploy.quant.core import ACTIVATIONS, DEFAULT_PLACEMENT, METHODS, PLACEMENTS
+from xvdeploy.quant.options import ACTIVATIONS, DEFAULT_PLACEMENT, METHODS, PLACEMENTS, QuantizeOptions
 
 
 def _names(values: tuple[str, ...]) -> tuple[str, ...]:
@@ -50,7 +50,7 @@ def quantize(model: Path, output: Path, calibration: str, method: str, placement
     """
     from xvdeploy.fileio import check_output_path
     from xvdeploy.quant.calibration import load_calibration
-    from xvdeploy.quant.core import QuantizeOptions, load_float_model, model_input
+    from xvdeploy.quant.core import load_float_model, model_input
     from xvdeploy.quant.quantize import quantize_onnx
 
     check_output_path(output, model, suffixes=(".onnx",), exists_ok=overwrite)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from xvdeploy.serve.app import DEFAULT_PORT, DEVICES, PROXY_LOCATIONS
+from xvdeploy.serve.options import DEFAULT_PORT, DEVICES, PROXY_LOCATIONS, ServeOptions, parse_replicas
 
 
 @click.command("serve")
@@ -49,7 +49,7 @@ def serve(model: Path, port: int, replicas: str, max_replicas: int | None, max_b
     the answer comes in the same form). A wrong shape, dtype or size gets
     HTTP 400 with the reason. Listens on 127.0.0.1 only; Ctrl-C stops.
     """
-    from xvdeploy.serve.app import ServeOptions, parse_replicas, start, stop
+    from xvdeploy.serve.app import start, stop
 
     options = ServeOptions(replicas=parse_replicas(replicas), max_replicas=max_replicas, max_batch=max_batch,
                            batch_wait_ms=batch_wait_ms, device=device, cpus_per_replica=cpus_per_replica,

@@ -44,27 +44,10 @@ from xvdeploy.errors import XVDeployError, first_line
 from xvdeploy.export.onnxfile import header_of, load_model, ort_session
 from xvdeploy.fileio import atomic_path
 from xvdeploy.quant.calibration import batch_size_for, readers
+from xvdeploy.quant.options import QuantizeOptions
 from xvdeploy.quant.pssa_graph import PSSABlock, find_pssa_blocks, rescale_t
 
-METHODS = ("minmax", "entropy", "percentile")
-PLACEMENTS = ("split-scales", "float-pssa")
-DEFAULT_PLACEMENT = "split-scales"
-ACTIVATIONS = ("int8", "uint8")
 METADATA_KEY = "xvdeploy.quantization"
-
-
-@dataclass
-class QuantizeOptions:
-    method: str = "minmax"
-    placement: str = DEFAULT_PLACEMENT
-    keep_float: tuple[str, ...] = ()
-    activations: str = "int8"
-
-    def validate(self) -> None:
-        for value, choices, what in ((self.method, METHODS, "--method"), (self.placement, PLACEMENTS, "--placement"),
-                                     (self.activations, ACTIVATIONS, "--activations")):
-            if value not in choices:
-                raise XVDeployError(f"unknown {what} {value!r}; expected one of {', '.join(choices)}")
 
 
 @dataclass

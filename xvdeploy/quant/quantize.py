@@ -16,10 +16,11 @@ import numpy as np
 from xvdeploy.fileio import check_output_path
 from xvdeploy.quant.calibration import CalibrationSet, check_calibration_array
 from xvdeploy.quant.core import (
-    QuantizeOptions, add_metadata, load_float_model, model_input, prepare, quantize_prepared, quantized_summary,
+    add_metadata, load_float_model, model_input, prepare, quantize_prepared, quantized_summary,
     save_checked,
 )
 from xvdeploy.quant.evaluate import compare_models
+from xvdeploy.quant.options import QuantizeOptions
 from xvdeploy.quant.pssa_graph import PSSABlock
 from xvdeploy.quant.sensitivity import SensitivityReport, sensitivity
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from types import ModuleType
@@ -38,73 +37,24 @@ from xvdeploy.export.onnxfile import read_header
 from xvdeploy.fileio import atomic_path, check_output_path
 from xvdeploy.trt import require_flavour
 from xvdeploy.trt.flavour import (
-    NAMES,
     Flavour,
     apply_compute_capabilities,
     check_compute_capabilities,
     network_flags,
-    parse_compute_capability,
     precision_notes,
     strongly_typed_only,
     timing_cache_note,
 )
 from xvdeploy.trt.report import network_report
+from xvdeploy.trt.settings import BuildSettings
 from xvdeploy.trt.runtime import current_platform, last_errors, make_logger, register_pssa_plugin
 from xvdeploy.trt.shapes import DeclaredShape, ShapeRange, check_profiles, format_shape, profiles_as_json
 from xvdeploy.trt.sidecar import EngineRecord, file_sha256, sidecar_path
 
-PRECISIONS = ("fp32", "tf32", "fp16", "int8")
-OPT_LEVELS = range(0, 6)  # TensorRT's builder optimization levels; 3 is its default
 #: ONNX operators that make a graph explicitly quantized
 QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
 
 Progress = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class BuildSettings:
-    """What determines the engine besides the ONNX file and the platform (also the cache key).
-
-    ``flavour`` is ``"tensorrt"`` or ``"tensorrt-rtx"`` (``None``: the installed
-    one, TensorRT first; :func:`build_engine` records which); ``compute_capabilities``
-    are TensorRT-RTX's targets (``"8.6"``, …; empty: its default).
-    """
-
-    precision: str = "fp32"
-    profiles: tuple = field(default_factory=tuple)  # tuple[Profile, ...]
-    workspace_mib: int | None = None
-    builder_optimization_level: int | None = None
-    pssa_plugin: bool = False
-    flavour: str | None = None
-    compute_capabilities: tuple = field(default_factory=tuple)  # tuple[str, ...]
-
-    def as_dict(self) -> dict:
-        return {
-            "precision": self.precision,
-            "profiles": profiles_as_json(self.profiles),
-            "workspace_mib": self.workspace_mib,
-            "builder_optimization_level": self.builder_optimization_level,
-            "pssa_plugin": self.pssa_plugin,
-            "flavour": self.flavour,
-            "compute_capabilities": list(self.compute_capabilities),
-        }
-
-    def validate(self) -> None:
-        if self.precision not in PRECISIONS:
-            raise XVDeployError(f"unknown precision {self.precision!r}; expected one of {', '.join(PRECISIONS)}")
-        if self.workspace_mib is not None and self.workspace_mib < 1:
-            raise XVDeployError(f"--workspace must be at least 1 MiB, got {self.workspace_mib}")
-        level = self.builder_optimization_level
-        if level is not None and level not in OPT_LEVELS:
-            raise XVDeployError(f"--builder-optimization-level must be 0 to 5, got {level}")
-        if self.flavour is not None and self.flavour not in NAMES:
-            raise XVDeployError(f"unknown TensorRT runtime {self.flavour!r}; expected one of {', '.join(NAMES)}")
-        for cc in self.compute_capabilities:
-            if parse_compute_capability(str(cc)) != cc:
-                raise XVDeployError(f"compute capability {cc!r} is not of the form MAJOR.MINOR, e.g. 8.6")
-        if self.compute_capabilities and self.flavour == "tensorrt":
-            raise XVDeployError("--compute-capability is for TensorRT-RTX (--runtime tensorrt-rtx); TensorRT builds "
-                                "for the GPU it runs on")
 
 
 class OnnxParseError(XVDeployError):
