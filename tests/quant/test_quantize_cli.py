@@ -185,7 +185,7 @@ def _builders():
 @pytest.mark.parametrize("flavour", _builders())
 def test_tensorrt_builds_the_int8_layout_and_refuses_uint8(quantized_digits, digits_onnx, tmp_path, flavour):
     """The default file is TensorRT's explicit-quantization layout: its parser and builder take it; the uint8
-    (asymmetric, onnxruntime CPU) layout has non-zero zero points, which TensorRT refuses."""
+    (asymmetric, onnxruntime CPU) layout, which TensorRT does not read, is refused in one line before parsing."""
     out, _, _, _ = quantized_digits
     result = invoke("build", out, "-o", tmp_path / "d8.plan", "--runtime", flavour, "--precision", "int8", "--report")
     assert result.exit_code == 0, result.output
@@ -194,6 +194,6 @@ def test_tensorrt_builds_the_int8_layout_and_refuses_uint8(quantized_digits, dig
     assert invoke("quantize", digits_onnx, "-o", u8, "--calibration", "digits", "--samples", "64",
                   "--activations", "uint8").exit_code == 0
     refused = invoke("build", u8, "-o", tmp_path / "u8.plan", "--runtime", flavour, "--precision", "int8")
-    last = refused.stderr.strip().splitlines()[-1]  # after TensorRT's own parser warnings
-    assert refused.exit_code == 2 and last.startswith("error: ") and "zero point" in last
+    lines = refused.stderr.strip().splitlines()  # refused before TensorRT parses it: one line, no parser warnings
+    assert refused.exit_code == 2 and len(lines) == 1 and lines[0].startswith("error: ") and "uint8" in lines[0], lines
     assert not (tmp_path / "u8.plan").exists()

@@ -50,6 +50,7 @@ class OnnxHeader:
     pssa_steps: tuple[tuple[str, str, str], ...] = field(default=())  # census.pssa_steps: (pad, conv, mul) names
     output_types: dict[str, int] = field(default_factory=dict)  # onnx.TensorProto element type of each output
     external_data: bool = False  # weights kept in separate files, which must travel with the model
+    quantized_types: frozenset[int] = field(default=frozenset())  # element types QuantizeLinear nodes write
 
     @property
     def plugin(self) -> bool:
@@ -86,7 +87,19 @@ def header_of(model) -> OnnxHeader:
         external_data=any(init.data_location == 1 for init in model.graph.initializer),  # TensorProto.EXTERNAL
         op_types=frozenset(node.op_type for node in model.graph.node),
         pssa_steps=tuple(pssa_steps(model)),
+        quantized_types=_quantized_types(model.graph),
     )
+
+
+def _quantized_types(graph) -> frozenset[int]:
+    """What QuantizeLinear writes: its zero point's element type (UINT8 without one, as ONNX defines)."""
+    inits = {init.name: init.data_type for init in graph.initializer}
+    out = set()
+    for node in graph.node:
+        if node.op_type == "QuantizeLinear":
+            zero_point = node.input[2] if len(node.input) > 2 and node.input[2] else None
+            out.add(inits.get(zero_point, 0) if zero_point else 2)  # 2: TensorProto.UINT8; 0: not a constant
+    return frozenset(out)
 
 
 def graph_dims(graph) -> dict[str, list]:

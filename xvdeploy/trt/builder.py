@@ -104,6 +104,10 @@ def check_build_request(onnx_path: Path, plan_path: Path, settings: BuildSetting
         raise XVDeployError(f"--precision int8 builds an explicitly quantized graph, and {onnx_path} has no "
                             "QuantizeLinear/DequantizeLinear nodes; expected a Q/DQ ONNX file such as "
                             "'xvdeploy quantize' writes")
+    if settings.precision == "int8" and 2 in read_header(onnx_path).quantized_types:  # TensorProto.UINT8
+        raise XVDeployError(f"{onnx_path} quantizes activations to uint8 (onnxruntime's CPU layout), which TensorRT's "
+                            "explicit quantization does not read; expected signed int8 with zero point 0, e.g. "
+                            "'xvdeploy quantize --activations int8' (the default)")
     if settings.precision == "fp16" and op_types & QDQ_OPS:
         raise XVDeployError(f"{onnx_path} is a Q/DQ (quantized) graph; build it with --precision int8")
     return inputs
