@@ -18,8 +18,10 @@ def test_finds_each_kind_of_pssa_block_in_an_exported_model(three_blocks_onnx):
     assert sorted(blocks) == ["a", "b", "c"]
     a, b, c = blocks["a"], blocks["b"], blocks["c"]
     assert (a.mode, a.merged, a.t_channels, a.t_offset) == ("sum", True, 4, 4)  # concat[X, T]: T after X's 4 channels
-    assert (b.mode, b.merged, b.t_channels, b.t_offset) == ("concat", True, 8, 4)  # 4 channels × 2 shifts
-    assert b.repeat_conv is not None and len(b.nodes) == 5  # Pad, shift conv, repeat conv, Mul, Concat
+    assert (b.mode, b.merged, b.t_channels, b.concat) == ("concat", True, 8, None)  # 4 channels × 2 shifts
+    # no Concat(X, T): per channel 2 shift filters and a slot carrying X (export/concat_slots.py)
+    assert b.t_index == [0, 1, 3, 4, 6, 7, 9, 10]
+    assert b.repeat_conv is not None and len(b.nodes) == 4  # Pad, shift conv, repeat conv, Mul
     assert (c.mode, c.merged, c.concat) == ("sum", False, None)  # grouped conv: two convs + add, no concat
     graph = {n.name: n for n in onnx.load(str(three_blocks_onnx)).graph.node}
     assert [graph[n].op_type for n in a.nodes] == ["Pad", "Conv", "Mul", "Concat"]

@@ -30,6 +30,7 @@ from torch import nn
 
 from xvdeploy._lazy import require
 from xvdeploy.errors import ParityError, XVDeployError, first_line
+from xvdeploy.export.concat_slots import carry_x_through_product
 from xvdeploy.export.census import OpCount, census, census_diff, non_standard, plain_counterpart
 from xvdeploy.export.trt_compat import check_trt_compat
 from xvdeploy.export.onnxfile import META_INPUT_SHAPE, ort_session
@@ -435,6 +436,7 @@ def _finalise_file(tmp: Path, input_shape: tuple[int, ...], dynamic: tuple[str, 
         notes.append(f"note: the network fixes {', '.join(static)} (torch.export specialised it); "
                      "those axes are static in the graph")
     simplify_shapes(proto)
+    carry_x_through_product(proto)
     if simplify:
         proto = _simplify(proto)
     if opset < default_opset(proto):

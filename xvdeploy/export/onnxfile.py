@@ -122,6 +122,32 @@ def graph_constants(graph) -> dict:
     return out
 
 
+def node_attr(node, name: str, default=None):
+    """The value of ``node``'s attribute ``name``, or ``default``."""
+    onnx = require("onnx", "Reading ONNX files")
+    return next((onnx.helper.get_attribute_value(a) for a in node.attribute if a.name == name), default)
+
+
+def unique_name(graph, base: str) -> str:
+    """``base``, or ``base_N``: a name no value or initializer of ``graph`` has."""
+    taken = {n for node in graph.node for n in (*node.input, *node.output)} | {i.name for i in graph.initializer}
+    name, i = base, 0
+    while name in taken:
+        i += 1
+        name = f"{base}_{i}"
+    return name
+
+
+def add_initializer(graph, base: str, value) -> str:
+    """Add ``value`` (a numpy array) to ``graph`` as an initializer of a fresh name (:func:`unique_name`)."""
+    onnx = require("onnx", "Writing ONNX files")
+    import numpy as np
+
+    name = unique_name(graph, base)
+    graph.initializer.append(onnx.numpy_helper.from_array(np.ascontiguousarray(value), name))
+    return name
+
+
 class _NotOnnx(Exception):
     pass
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from xvdeploy._lazy import require
 from xvdeploy.errors import XVDeployError
-from xvdeploy.export.onnxfile import graph_constants, graph_dims
+from xvdeploy.export.onnxfile import graph_constants, graph_dims, node_attr
 
 #: Reduce operators whose ``axes`` moved from an attribute to an input at opset 18
 _REDUCE_18 = ("ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2", "ReduceLogSum",
@@ -122,14 +122,6 @@ def _same_signature(op_type: str, old: int, new: int) -> bool:
             and set(a.attributes) == set(b.attributes))
 
 
-def _attr(node, name: str, default=None):
-    onnx = require("onnx", "ONNX export")
-    for a in node.attribute:
-        if a.name == name:
-            return onnx.helper.get_attribute_value(a)
-    return default
-
-
 def _drop_attrs(node, *names: str) -> None:
     keep = [a for a in node.attribute if a.name not in names]
     del node.attribute[:]
@@ -150,7 +142,7 @@ def _reduce(node, target, consts, shapes, graph):
     """Reduce*-18 (axes input) → Reduce*-13 (axes attribute)."""
     onnx = require("onnx", "ONNX export")
     axes = _const_input(node, 1, consts, target, "axes")
-    if _attr(node, "noop_with_empty_axes", 0) and (axes is None or axes.size == 0):
+    if node_attr(node, "noop_with_empty_axes", 0) and (axes is None or axes.size == 0):
         raise XVDeployError(f"--opset {target}: {node.op_type} with noop_with_empty_axes=1 has no equivalent "
                             "before opset 18")
     _drop_attrs(node, "noop_with_empty_axes")
@@ -163,11 +155,11 @@ def _reduce(node, target, consts, shapes, graph):
 def _split(node, target, consts, shapes, graph):
     """Split-18 (``num_outputs``) → Split-13 (equal parts, or a constant ``split`` input)."""
     onnx = require("onnx", "ONNX export")
-    n = _attr(node, "num_outputs")
+    n = node_attr(node, "num_outputs")
     _drop_attrs(node, "num_outputs")
     if n is None:
         return [node]
-    axis = _attr(node, "axis", 0)
+    axis = node_attr(node, "axis", 0)
     dims = shapes.get(node.input[0])
     size = dims[axis] if dims and -len(dims) <= axis < len(dims) else None
     if isinstance(size, int) and size % n == 0:
@@ -188,7 +180,7 @@ def _pad(node, target, consts, shapes, graph):
     """Pad-18/19 → Pad-13: only without the ``axes`` input and not mode=wrap."""
     if len(node.input) > 3 and node.input[3]:
         raise XVDeployError(f"--opset {target}: Pad with an axes input has no equivalent before opset 18")
-    mode = _attr(node, "mode", b"constant")
+    mode = node_attr(node, "mode", b"constant")
     if mode in (b"wrap", "wrap"):
         raise XVDeployError(f"--opset {target}: Pad mode=wrap needs opset ≥ 19; export with --portable")
     return [node]
@@ -196,7 +188,7 @@ def _pad(node, target, consts, shapes, graph):
 
 def _reshape(node, target, consts, shapes, graph):
     """Reshape-14 (``allowzero``) → Reshape-13: allowzero=1 only where the target shape holds no 0."""
-    if _attr(node, "allowzero", 0):
+    if node_attr(node, "allowzero", 0):
         shape = consts.get(node.input[1])
         if shape is None or (shape == 0).any():
             raise XVDeployError(f"--opset {target}: Reshape with allowzero=1 and a computed or zero-holding "
@@ -208,7 +200,7 @@ def _reshape(node, target, consts, shapes, graph):
 def _shape(node, target, consts, shapes, graph):
     """Shape-15 (``start``/``end``) → Shape-13 followed by a Slice."""
     onnx = require("onnx", "ONNX export")
-    start, end = _attr(node, "start", 0), _attr(node, "end")
+    start, end = node_attr(node, "start", 0), node_attr(node, "end")
     _drop_attrs(node, "start", "end")
     if start == 0 and end is None:
         return [node]
@@ -230,7 +222,7 @@ def _cast(node, target, consts, shapes, graph):
 
 def _average_pool(node, target, consts, shapes, graph):
     """AveragePool-19 (``dilations``) → AveragePool-11 where every dilation is 1."""
-    if any(d != 1 for d in _attr(node, "dilations", []) or []):
+    if any(d != 1 for d in node_attr(node, "dilations", []) or []):
         raise XVDeployError(f"--opset {target}: a dilated AveragePool needs opset ≥ 19")
     _drop_attrs(node, "dilations")
     return [node]

@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 
 from xvdeploy._lazy import require
-from xvdeploy.export.onnxfile import graph_constants, graph_dims
+from xvdeploy.export.onnxfile import add_initializer, graph_constants, graph_dims, node_attr, unique_name
 
 #: integer shape-arithmetic operators folded when every input is a constant
 _FOLDABLE = {"Shape", "Gather", "Squeeze", "Unsqueeze", "Concat", "Cast", "Add", "Sub", "Mul", "Div", "Slice",
@@ -56,30 +56,6 @@ def _set_attr(node, name: str, value) -> None:
     keep = [a for a in node.attribute if a.name != name]
     del node.attribute[:]
     node.attribute.extend(keep + [onnx.helper.make_attribute(name, value)])
-
-
-def _attr(node, name: str, default=None):
-    onnx = require("onnx", "ONNX export")
-    for a in node.attribute:
-        if a.name == name:
-            return onnx.helper.get_attribute_value(a)
-    return default
-
-
-def _unique(graph, base: str) -> str:
-    taken = {n for node in graph.node for n in (*node.input, *node.output)} | {i.name for i in graph.initializer}
-    name, i = base, 0
-    while name in taken:
-        i += 1
-        name = f"{base}_{i}"
-    return name
-
-
-def _add_const(graph, base: str, value: np.ndarray) -> str:
-    onnx = require("onnx", "ONNX export")
-    name = _unique(graph, base)
-    graph.initializer.append(onnx.numpy_helper.from_array(np.asarray(value), name))
-    return name
 
 
 # -- passes -------------------------------------------------------------------------------------------------
@@ -132,23 +108,23 @@ def _reshape_target(graph, node, dims: dict, available: set) -> list | None:
         target[unknown[-1]] = -1
     _set_attr(node, "allowzero", 0)
     if not reads:
-        node.input[1] = _add_const(graph, f"{node.output[0]}_shape", np.array(target, np.int64))
+        node.input[1] = add_initializer(graph, f"{node.output[0]}_shape", np.array(target, np.int64))
         return []
     pieces, inserted, run = [], [], []
     for i, t in enumerate(target):
         if i in reads:
             if run:
-                pieces.append(_add_const(graph, f"{node.output[0]}_shape_part", np.array(run, np.int64)))
+                pieces.append(add_initializer(graph, f"{node.output[0]}_shape_part", np.array(run, np.int64)))
                 run = []
             name, j = reads[i]
-            dim = _unique(graph, f"{node.output[0]}_dim{i}")
+            dim = unique_name(graph, f"{node.output[0]}_dim{i}")
             inserted.append(onnx.helper.make_node("Shape", [name], [dim], start=j, end=j + 1, name=dim))
             pieces.append(dim)
         else:
             run.append(t)
     if run:
-        pieces.append(_add_const(graph, f"{node.output[0]}_shape_part", np.array(run, np.int64)))
-    shape = _unique(graph, f"{node.output[0]}_shape")
+        pieces.append(add_initializer(graph, f"{node.output[0]}_shape_part", np.array(run, np.int64)))
+    shape = unique_name(graph, f"{node.output[0]}_shape")
     inserted.append(onnx.helper.make_node("Concat", pieces, [shape], axis=0, name=shape))
     node.input[1] = shape
     return inserted
@@ -170,7 +146,7 @@ def _fold_constants(graph) -> int:
             if node.op_type == "Shape":
                 d = dims.get(node.input[0])
                 if d and all(isinstance(v, int) for v in d):
-                    start, end = _attr(node, "start", 0), _attr(node, "end", None)
+                    start, end = node_attr(node, "start", 0), node_attr(node, "end", None)
                     value = np.array(d[slice(start, end)], np.int64)
             elif all(i in consts for i in node.input if i) and all(consts[i].size <= _MAX_FOLD
                                                                  for i in node.input if i):
@@ -213,7 +189,7 @@ def _relax_allowzero(graph) -> int:
     consts = graph_constants(graph)
     changed = 0
     for node in graph.node:
-        if node.op_type == "Reshape" and _attr(node, "allowzero", 0) == 1:
+        if node.op_type == "Reshape" and node_attr(node, "allowzero", 0) == 1:
             shape = consts.get(node.input[1])
             if shape is not None and not (shape == 0).any():
                 _set_attr(node, "allowzero", 0)

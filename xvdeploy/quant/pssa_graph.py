@@ -8,6 +8,10 @@ depthwise-shift form) as::
     X ─────────────────────────────────────────────── Mul(X, A) ─ T        ("concat" mode: Mul(RepeatConv(X), A))
     Concat(X, T) ─ Conv (the merged convolution)                          (unmerged blocks: T ─ Conv, X ─ Conv, Add)
 
+A merged "concat"-mode block has no Concat (:mod:`xvdeploy.export.concat_slots`):
+its shift conv has one zero filter of bias 1 per channel, so ``T`` carries
+``X`` in those "slot" channels and feeds the merged convolution directly.
+
 ``T = X ⊙ Σ_s roll_s(X)`` spans roughly the square of ``X``'s range, so one
 per-tensor INT8 scale over ``concat[X, T]`` leaves ``X`` a handful of levels.
 :func:`rescale_t` gives ``X`` and ``T`` separate scales inside that one
@@ -46,6 +50,7 @@ class PSSABlock:
     concat: str | None = None  # Concat(X, T) feeding merged convolutions
     merged_convs: list[str] = field(default_factory=list)
     t_offset: int = 0  # first input channel of T in the merged convolution
+    t_index: list[int] | None = None  # or T's input channels there, where T carries X's slots (no concat)
 
     @property
     def merged(self) -> bool:
@@ -89,14 +94,24 @@ class _Graph:
         return default
 
 
-def _is_shift_kernel(w: np.ndarray | None) -> bool:
-    """A fixed shift kernel: depthwise (1 input channel per group), entries 0 or one common positive value."""
+def _is_shift_kernel(w: np.ndarray | None, slots: np.ndarray | None = None) -> bool:
+    """A fixed shift kernel: depthwise (1 input channel per group), entries 0 or one common positive value;
+    every filter has a tap, except the ``slots`` (a mask over the filters) which have none."""
     if w is None or w.ndim != 4 or w.shape[1] != 1:
         return False
     values = np.unique(w)
     if len(values) != 2 or values[0] != 0 or values[1] <= 0:
         return False
-    return bool((w.reshape(len(w), -1) != 0).any(axis=1).all())
+    taps = (w.reshape(len(w), -1) != 0).any(axis=1)
+    return bool(np.array_equal(taps, ~slots) if slots is not None else taps.all())
+
+
+def _slots(g: _Graph, conv, w: np.ndarray | None) -> np.ndarray | None:
+    """The filters of a shift conv that carry ``X`` (no tap, bias 1; the rest bias 0), or None without a bias."""
+    bias = g.const(conv.input[2]) if len(conv.input) > 2 and conv.input[2] else None
+    if bias is None or w is None or bias.shape != (len(w),) or not np.isin(bias, (0, 1)).all():
+        return None
+    return bias == 1
 
 
 def find_pssa_blocks(model) -> list[PSSABlock]:
@@ -110,14 +125,15 @@ def find_pssa_blocks(model) -> list[PSSABlock]:
         x, pad_nodes = found
         for conv in g.consumers.get(pad.output[0], []):
             w = g.const(conv.input[1]) if conv.op_type == "Conv" and len(conv.input) > 1 else None
-            if not _is_shift_kernel(w):
+            slots = _slots(g, conv, w)
+            if not _is_shift_kernel(w, slots):
                 continue
             group = int(g.attr(conv, "group", 1))
             for mul in g.consumers.get(conv.output[0], []):
                 if mul.op_type != "Mul":
                     continue
                 other = mul.input[1] if mul.input[0] == conv.output[0] else mul.input[0]
-                block = _block(g, pad, conv, mul, other, x, w, group)
+                block = _block(g, pad, conv, mul, other, x, w, group, slots)
                 if block is not None:
                     block.pad_nodes = pad_nodes
                     blocks.append(block)
@@ -133,9 +149,10 @@ def _wrap_pad(g: _Graph, node) -> tuple[str, list[str]] | None:
     return wrap_pad_source(node, g.producer)
 
 
-def _block(g: _Graph, pad, conv, mul, other: str, x: str, w: np.ndarray, group: int) -> PSSABlock | None:
+def _block(g: _Graph, pad, conv, mul, other: str, x: str, w: np.ndarray, group: int,
+           slots: np.ndarray | None = None) -> PSSABlock | None:
     repeat = None
-    if other == x and w.shape[0] == group:
+    if other == x and w.shape[0] == group and slots is None:
         mode = "sum"
     else:
         node = g.producer.get(other)
@@ -145,9 +162,17 @@ def _block(g: _Graph, pad, conv, mul, other: str, x: str, w: np.ndarray, group: 
         mode, repeat = "concat", node.name
     t = mul.output[0]
     block = PSSABlock(label=mul.name, pad=pad.name, shift_conv=conv.name, mul=mul.name, x=x, t=t,
-                      t_channels=int(w.shape[0]), mode=mode, repeat_conv=repeat)
+                      t_channels=int(w.shape[0] - (slots.sum() if slots is not None else 0)), mode=mode,
+                      repeat_conv=repeat)
     users = g.consumers.get(t, [])
-    if len(users) == 1 and users[0].op_type == "Concat" and int(g.attr(users[0], "axis", 0)) == 1 \
+    if slots is not None:  # T carries X's slots into the merged convolutions
+        if not users or not all(c.op_type == "Conv" and c.input[0] == t and g.const(c.input[1]) is not None
+                                for c in users):
+            return None
+        block.merged_convs = [c.name for c in users]
+        block.t_index = [int(i) for i in np.flatnonzero(~slots)]
+        block.label = _label(users[0].input[1]) or mul.name
+    elif len(users) == 1 and users[0].op_type == "Concat" and int(g.attr(users[0], "axis", 0)) == 1 \
             and len(users[0].input) == 2 and x in users[0].input:
         concat = users[0]
         convs = g.consumers.get(concat.output[0], [])
@@ -193,7 +218,9 @@ def rescale_t(model, blocks: list[PSSABlock], alphas: dict[str, float]):
         for conv_name in block.merged_convs:
             merged = nodes[conv_name]
             w = g.const(merged.input[1]).astype(np.float32).copy()
-            w[:, block.t_offset:block.t_offset + block.t_channels] /= np.float32(alpha)
+            t_in = block.t_index if block.t_index is not None else slice(block.t_offset,
+                                                                        block.t_offset + block.t_channels)
+            w[:, t_in] /= np.float32(alpha)
             name = _fresh(inits, f"{merged.input[1]}{RESCALED}")
             inits[name] = _add_initializer(out, w, name)
             merged.input[1] = name
