@@ -197,3 +197,25 @@ def test_tensorrt_builds_the_int8_layout_and_refuses_uint8(quantized_digits, dig
     lines = refused.stderr.strip().splitlines()  # refused before TensorRT parses it: one line, no parser warnings
     assert refused.exit_code == 2 and len(lines) == 1 and lines[0].startswith("error: ") and "uint8" in lines[0], lines
     assert not (tmp_path / "u8.plan").exists()
+
+
+def test_progress_steps_and_quiet(digits_onnx, tmp_path, monkeypatch):
+    """Reading the data, calibration, the Q/DQ graph, the comparison, each sensitivity layer and the checked
+    write are progress steps (each shown once it has run 2 s); --quiet shows none."""
+    from xvdeploy import progress
+
+    started = []
+    original = progress._Reporter.start
+    monkeypatch.setattr(progress._Reporter, "start", lambda self, task: (started.append(task), original(self, task)))
+    args = ("--calibration", "digits", "--samples", "16")
+    result = invoke("quantize", digits_onnx, "-o", tmp_path / "q.onnx", *args, "--sensitivity", tmp_path / "s.md")
+    assert result.exit_code == 0, result.output
+    steps = " | ".join(task.message for task in started)
+    for what in ("reading the calibration data (digits)", "calibrating (minmax, 16 inputs)", "writing the Q/DQ graph",
+                 "comparing with the float model on", "sensitivity, one layer at a time", "onnx.checker and writing"):
+        assert f"quantize: {what}" in steps, steps
+    layers = next(t for t in started if "sensitivity" in t.message)
+    assert layers.total == layers.done >= 2 and layers.unit == "layers"
+    started.clear()
+    quiet = invoke("quantize", digits_onnx, "-o", tmp_path / "q2.onnx", *args, "--quiet")
+    assert quiet.exit_code == 0 and quiet.stderr == "" and started == [], quiet.stderr

@@ -265,3 +265,13 @@ def test_rtx_engine_load_without_gpu_says_why(rtx_engine):
 
     with pytest.raises(TensorRTUnavailable, match="TensorRT-RTX .* runs engines on"):
         load_engine(rtx_engine)
+
+
+def test_build_stages_are_shown_and_quiet_hides_them(build_flavour, tiny_onnx, tmp_path):
+    loud = invoke("build", tiny_onnx, "-o", tmp_path / "a.plan", "--runtime", build_flavour)
+    assert loud.exit_code == 0 and loud.stderr.strip(), loud.output  # the build's stage lines
+    quiet = invoke("build", tiny_onnx, "-o", tmp_path / "b.plan", "--runtime", build_flavour, "--quiet")
+    assert quiet.exit_code == 0 and quiet.stderr == "" and quiet.stdout.startswith(f"wrote {tmp_path / 'b.plan'}")
+    assert_one_line_error(invoke("build", tiny_onnx, "-o", tmp_path / "c.plan", "--quiet", "--verbose"),
+                          "--quiet and --verbose contradict each other")
+    assert not (tmp_path / "c.plan").exists()

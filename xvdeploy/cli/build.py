@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from xvdeploy.cli.options import checked_outputs, overwrite_option, triton_options
+from xvdeploy.cli.options import checked_outputs, overwrite_option, quiet_option, triton_options
 from xvdeploy.errors import XVDeployError
 from xvdeploy.trt.flavour import NAMES, parse_compute_capability, resolve
 from xvdeploy.trt.report import format_report
@@ -52,13 +52,16 @@ def _compute_capabilities(values: tuple[str, ...]) -> tuple[str, ...]:
               help="Print what the parser made of the graph: layer census, PSSA steps mapped to layers, plugin layers.")
 @click.option("--verbose", is_flag=True, help="Show TensorRT's full log.")
 @overwrite_option
+@quiet_option
 @triton_options
 def build(model: Path, output: Path, runtime: str | None, compute_capabilities: tuple[str, ...], precision: str,
           min_shapes: tuple[str, ...], opt_shapes: tuple[str, ...], max_shapes: tuple[str, ...], workspace: int | None,
           timing_cache: Path | None, opt_level: int, pssa_plugin: bool, report: bool, verbose: bool, overwrite: bool,
-          triton) -> None:
+          quiet: bool, triton) -> None:
     """Build a TensorRT engine (plan) from MODEL.onnx: with TensorRT for this GPU, or with TensorRT-RTX for the
     RTX GPUs given by --compute-capability (no GPU needed to build)."""
+    if quiet and verbose:
+        raise XVDeployError("--quiet and --verbose contradict each other; give one")
     # the engine (unless --overwrite) and its sidecar (its name must fit too), before a build of minutes
     checked_outputs(overwrite, (model,), (output, (".plan", ".engine", ".trt")))
     checked_outputs(True, (model,), (Path(f"{output}.json"), (".json",)))
@@ -72,7 +75,8 @@ def build(model: Path, output: Path, runtime: str | None, compute_capabilities: 
                                 "--triton-repo')")
     from xvdeploy.trt.builder import build_engine  # TensorRT, ONNX and torch: only when a build runs
 
-    record = build_engine(model, output, settings, timing_cache=timing_cache, verbose=verbose, progress=_echo_err)
+    record = build_engine(model, output, settings, timing_cache=timing_cache, verbose=verbose,
+                          progress=None if quiet else _echo_err)  # --quiet: no stages, no TensorRT warnings
     if report:
         for line in format_report(record.network_report, record.platform.label):
             click.echo(line)

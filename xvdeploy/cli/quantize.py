@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from xvdeploy.cli.options import overwrite_option
+from xvdeploy.cli.options import overwrite_option, quiet_option
 from xvdeploy.quant.options import ACTIVATIONS, DEFAULT_PLACEMENT, METHODS, PLACEMENTS, QuantizeOptions
 
 
@@ -37,9 +37,10 @@ def _names(values: tuple[str, ...]) -> tuple[str, ...]:
 @click.option("--report", "report_path", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Write the quantization report as JSON.")
 @overwrite_option
+@quiet_option
 def quantize(model: Path, output: Path, calibration: str, method: str, placement: str, activations: str,
              keep_float: tuple[str, ...], sensitivity_path: Path | None, samples: int | None,
-             report_path: Path | None, overwrite: bool) -> None:
+             report_path: Path | None, overwrite: bool, quiet: bool) -> None:
     """Quantize MODEL.onnx (a float export) to INT8 Q/DQ ONNX with static calibration.
 
     Per-channel symmetric int8 weights, per-tensor activations, float biases
@@ -59,10 +60,14 @@ def quantize(model: Path, output: Path, calibration: str, method: str, placement
             check_output_path(extra, model, output, suffixes=suffixes, exists_ok=overwrite)
     if sensitivity_path is not None and report_path is not None:
         check_output_path(report_path, sensitivity_path)
+    from xvdeploy.progress import reporting, step
+
     options = QuantizeOptions(method, placement, _names(keep_float), activations)
-    inp = model_input(load_float_model(model))
-    data = load_calibration(calibration, inp.shape, limit=samples, image_shape=inp.example)
-    report = quantize_onnx(model, output, data, options, with_sensitivity=sensitivity_path is not None)
+    with reporting(not quiet):
+        inp = model_input(load_float_model(model))
+        with step(f"quantize: reading the calibration data ({calibration})"):
+            data = load_calibration(calibration, inp.shape, limit=samples, image_shape=inp.example)
+        report = quantize_onnx(model, output, data, options, with_sensitivity=sensitivity_path is not None)
     for line in report.format_lines():
         click.echo(line)
     if sensitivity_path is not None:

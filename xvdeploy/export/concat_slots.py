@@ -128,5 +128,8 @@ def _set_weight(graph, node, index: int, value: np.ndarray) -> None:
     init = next((t for t in graph.initializer if t.name == name), None)
     if init is not None and readers == 1:
         init.CopyFrom(onnx.numpy_helper.from_array(np.ascontiguousarray(value), name))
+        infos = [vi for vi in graph.value_info if vi.name != name]  # its recorded shape is the old one
+        del graph.value_info[:]
+        graph.value_info.extend(infos)
     else:
         node.input[index] = add_initializer(graph, name, value)

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from xvdeploy.fileio import check_output_path
+from xvdeploy.progress import step
 from xvdeploy.quant.calibration import CalibrationSet, check_calibration_array
 from xvdeploy.quant.core import (
     add_metadata, load_float_model, model_input, prepare, quantize_prepared, quantized_summary,
@@ -108,15 +109,18 @@ def quantize_onnx(src: str | os.PathLike, dst: str | os.PathLike, calibration: C
     else:
         ex, labels, what = x, None, f"the calibration inputs (in-sample: {calibration.description})"
     with tempfile.TemporaryDirectory(prefix="xvdeploy-quant-") as tmp:
-        prep = prepare(model, x, options, Path(tmp))
-        qmodel = quantize_prepared(prep)
+        with step(f"quantize: calibrating ({options.method}, {len(x)} inputs)"):
+            prep = prepare(model, x, options, Path(tmp))
+        with step("quantize: writing the Q/DQ graph"):
+            qmodel = quantize_prepared(prep)
         quantized, qdq = quantized_summary(qmodel)
         add_metadata(qmodel, model, {"method": options.method, "placement": options.placement,
                                      "activations": options.activations, "calibration": calibration.description,
                                      "t_scale": prep.alphas, "kept_float": prep.excluded_nodes()})
         report = QuantizeReport(str(dst), options, calibration.description, prep.calibration_samples, prep.blocks,
                                 prep.alphas, prep.excluded_nodes(), quantized, qdq)
-        report.evaluation = {"data": what, **compare_models(model, qmodel, ex, labels, inp)}
+        with step(f"quantize: comparing with the float model on {len(ex)} inputs"):
+            report.evaluation = {"data": what, **compare_models(model, qmodel, ex, labels, inp)}
         if with_sensitivity:
             report.sensitivity = sensitivity(prep, ex, labels, what)
         if prep.calibration_passes > 1 and options.method != "minmax":
@@ -125,7 +129,8 @@ def quantize_onnx(src: str | os.PathLike, dst: str | os.PathLike, calibration: C
         if prep.calibration_samples < len(x):
             report.notes.append(f"note: the model's fixed batch {inp.fixed_batch} left "
                                 f"{len(x) - prep.calibration_samples} calibration inputs unused")
-        save_checked(qmodel, dst)
+        with step("quantize: onnx.checker and writing"):
+            save_checked(qmodel, dst)
     return report
 
 

@@ -18,6 +18,7 @@ import numpy as np
 from xvdeploy.errors import XVDeployError
 from xvdeploy.fileio import write_text_atomic
 from xvdeploy.format import format_table, markdown_table
+from xvdeploy.progress import step
 from xvdeploy.quant.evaluate import output_metrics, run_model, session
 from xvdeploy.quant.core import Prepared, quantize_prepared
 from xvdeploy.quant.pssa_graph import RESCALED
@@ -107,7 +108,13 @@ def sensitivity(prep: Prepared, x: np.ndarray, labels: np.ndarray | None, data: 
         m = output_metrics(run_model(session(qmodel), x, fixed), ref, labels)
         return LayerSensitivity(label, op, weight, nodes or [], m["rel_l2"], m["top1_agreement"], m["accuracy_int8"])
 
-    whole = measure("(all layers)", "—", "", None)
-    rows = sorted((measure(*u) for u in units), key=lambda r: -r.rel_l2)
+    with step("quantize: sensitivity, one layer at a time", total=len(units) + 1, unit="layers") as task:
+        whole = measure("(all layers)", "—", "", None)
+        task.advance()
+        rows = []
+        for unit in units:
+            rows.append(measure(*unit))
+            task.advance()
+    rows.sort(key=lambda r: -r.rel_l2)
     float_accuracy = float(np.mean(ref.argmax(1) == labels)) if labels is not None and ref.ndim == 2 else None
     return SensitivityReport(data, float_accuracy, whole, rows)
