@@ -9,7 +9,7 @@ import torch
 from tests.conftest import randomize_bn, rel_l2
 from xvdeploy.export import export_onnx
 from xvdeploy.export.concat_slots import carry_x_through_product
-from xvdeploy.export.onnxfile import ort_session
+from xvdeploy.export.onnxfile import ort_session, read_header
 from xvdeploy.ops.xvolution import XVolution
 
 
@@ -27,6 +27,7 @@ def test_concat_mode_block_has_no_concat_of_x_and_the_same_values(kwargs, opset,
     ops = [n.op_type for n in proto.graph.node]
     assert len(ops) == nodes and ops.count("Concat") == (2 if opset < 19 else 0), ops  # the pad's only
     assert ops[-4:] == ["Conv", "Conv", "Mul", "Conv"]  # shift conv (with the slot bias), repeat conv, product, merged
+    assert len(read_header(path).pssa_steps) == 1  # the step build --report maps to TensorRT layers
     x = np.random.default_rng(3).standard_normal((3, 8, 11, 7), dtype=np.float32)  # another batch and size
     with torch.no_grad():
         ref = block(torch.from_numpy(x))

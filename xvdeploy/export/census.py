@@ -72,7 +72,8 @@ def pssa_steps(model: Any) -> list[tuple[str, str, str]]:
 
     A step is a cyclic pad (:func:`wrap_pad_source`) whose output feeds a
     grouped ``Conv`` (one group per input channel) whose output is multiplied
-    (``Mul``) with the pad's own input (docs/design.md, plug-and-play export);
+    (``Mul``) with the pad's own input, or in "concat" mode with its repeat
+    conv (docs/design.md, plug-and-play export);
     in the portable form the pad named is its last Concat. ``xvdeploy build
     --report`` maps them to the TensorRT layers they became (:mod:`xvdeploy.trt.report`).
     """
@@ -99,9 +100,14 @@ def pssa_steps(model: Any) -> list[tuple[str, str, str]]:
             if group <= 1 or (shape is not None and shape[1] != 1):  # depthwise: one input channel per group
                 continue
             for mul in consumers.get(conv.output[0], []):
-                if mul.op_type == "Mul" and x in mul.input:
+                if mul.op_type == "Mul" and any(i == x or _repeats(producers.get(i), x) for i in mul.input):
                     steps.append((pad.name, conv.name, mul.name))
     return steps
+
+
+def _repeats(node: Any, x: str) -> bool:
+    """Whether ``node`` is a "concat"-mode block's repeat conv of ``x`` (a grouped 1×1 Conv reading ``x``)."""
+    return node is not None and node.op_type == "Conv" and node.input[0] == x
 
 
 def wrap_pad_source(node: Any, producers: dict[str, Any]) -> tuple[str, list[str]] | None:
