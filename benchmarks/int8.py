@@ -41,12 +41,14 @@ from benchmarks.int8_render import BEGIN, DEFAULT_ROUNDS, END, LATENCY_VARIANTS,
 from xvdeploy import zoo  # noqa: E402
 from xvdeploy._lazy import require  # noqa: E402
 from xvdeploy.bench.backends.base import RunnerSpec  # noqa: E402
+from xvdeploy.bench.backends.openvino_backend import int8_layers  # noqa: E402
 from xvdeploy.bench.backends.ort_backend import OrtRunner  # noqa: E402
 from xvdeploy.bench.backends.torch_backend import TorchRunner  # noqa: E402
 from xvdeploy.bench.environment import environment  # noqa: E402
 from xvdeploy.checkpoint import load_checkpoint  # noqa: E402
 from xvdeploy.data import random_input  # noqa: E402
 from xvdeploy.export import export_onnx  # noqa: E402
+from xvdeploy.export.runtimes import OPENVINO_PRECISIONS, openvino_compile  # noqa: E402
 from xvdeploy.folding import fold  # noqa: E402
 from xvdeploy.metrics import parity  # noqa: E402
 from xvdeploy.models.digits import CHECKPOINT  # noqa: E402
@@ -124,15 +126,19 @@ def section_resnet(args, workdir: Path) -> dict:
             "latency": latency, "load_1min": os.getloadavg()[0]}
 
 
-def _openvino(folded, x: np.ndarray, hint: str):
-    """OpenVINO CPU, converted from the PyTorch model (its ONNX frontend rejects Pad mode=wrap)."""
+def _openvino(source, x: np.ndarray, precision: str):
+    """OpenVINO CPU: an ONNX file (the export, or a Q/DQ file), or the PyTorch model where OpenVINO cannot read
+    the export (Pad mode=wrap). Returns the timed call, the output and the compiled model."""
     ov = require("openvino", "benchmarks/int8.py's OpenVINO rows")
-
-    compiled = ov.Core().compile_model(ov.convert_model(folded.eval(), example_input=torch.from_numpy(x)), "CPU",
-                                       {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY"})
+    config = {"PERFORMANCE_HINT": "LATENCY"}
+    if isinstance(source, Path):
+        compiled, _ = openvino_compile(source, precision, config=config)
+    else:
+        compiled = ov.Core().compile_model(ov.convert_model(source.eval(), example_input=torch.from_numpy(x)), "CPU",
+                                           {**config, "INFERENCE_PRECISION_HINT": OPENVINO_PRECISIONS[precision]})
     request = compiled.create_infer_request()
     request.infer({0: x})
-    return (lambda: request.infer({0: x})), compiled(x)[0]
+    return (lambda: request.infer({0: x})), compiled(x)[0], compiled
 
 
 def section_latency(args, name: str, onnx_path: Path, files: dict, folded, shape) -> dict:
@@ -158,9 +164,15 @@ def section_latency(args, name: str, onnx_path: Path, files: dict, folded, shape
         ov_onnx = None
     except Exception as exc:  # Pad mode=wrap is not in OpenVINO's ONNX frontend
         ov_onnx = next((line.strip() for line in str(exc).splitlines() if "wrap" in line), str(exc).splitlines()[0])
-    for label, hint in (("OpenVINO fp32", "f32"), ("OpenVINO bf16", "bf16")):
-        fns[label], outputs[label] = _openvino(folded, x, hint)
-    assert list(fns) == list(LATENCY_VARIANTS), list(fns)
+    source = folded if ov_onnx else onnx_path
+    for label, precision in (("OpenVINO fp32", "fp32"), ("OpenVINO bf16", "bf16")):
+        fns[label], outputs[label], _ = _openvino(source, x, precision)
+    int8_layers_seen = None
+    if ov_onnx is None:
+        label = "OpenVINO int8 S8S8 split-scales"
+        fns[label], outputs[label], compiled = _openvino(files[("int8", "split-scales")], x, "fp32")
+        int8_layers_seen = int8_layers(compiled)[1]
+    assert list(fns) == [k for k in LATENCY_VARIANTS if k in fns], list(fns)
     log(f"latency: {len(fns)} variants × {args.rounds} rounds at batch {LATENCY_BATCH}")
     times, per_round = interleave(fns, rounds=args.rounds, reps=1, warmup=1)
     for runner in runners.values():
@@ -170,6 +182,8 @@ def section_latency(args, name: str, onnx_path: Path, files: dict, folded, shape
         variants[label] = {"median_s": median(times[label]), "quartiles_s": quartiles(times[label]),
                            "speedup": paired_ratio(per_round, "onnxruntime fp32", label),
                            "rel_l2": parity(outputs[label], ref)["rel_l2"], "runs": len(times[label])}
+        if label.startswith("OpenVINO int8"):
+            variants[label]["int8_layers"] = int8_layers_seen
     return {"batch": LATENCY_BATCH, "rounds": args.rounds, "variants": variants, "openvino": ov.__version__,
             "openvino_onnx_error": ov_onnx, "load_1min": os.getloadavg()[0]}
 

@@ -1,4 +1,5 @@
-"""The openvino bench backend: fp32 really fp32, bf16 its own row, unreadable models skipped with OpenVINO's reason."""
+"""The openvino bench backend: fp32 really fp32, bf16 its own row, int8 really int8, unreadable models skipped with OpenVINO's
+reason."""
 from __future__ import annotations
 
 import numpy as np
@@ -29,6 +30,17 @@ def test_digits_model_in_openvino_fp32_and_bf16():
     else:
         (skip,) = [s for s in report.skipped if s["precision"] == "bf16"]
         assert "compiled the model in f32" in skip["reason"]
+
+
+def test_digits_model_in_openvino_int8_runs_int8_layers_and_keeps_the_accuracy():
+    """The int8 row: the bench's Q/DQ file (signed int8, zero point 0) runs with OpenVINO's int8 kernels (read back
+    from the compiled model), within the int8 tolerance and 0.5 points of the float accuracy (0.9911)."""
+    report = run_bench(BenchConfig(backends=["openvino"], precisions=["int8"], batches=[32], iters=3, warmup=1))
+    (row,) = report.results
+    assert row.precision == "int8" and row.status == "PASS" and 1e-4 < row.parity["rel_l2"] <= 5e-2
+    assert row.options["inference_precision"] == "f32"  # what stays float is f32, not the CPU's bf16 default
+    assert row.options["int8_layers"] == "5/5 Convolution, 1/1 FullyConnected"  # every compute layer
+    assert row.accuracy >= 0.9911 - 0.005 and "digits training split" in report.calibration
 
 
 def test_dynamic_shapes_stay_dynamic(tmp_path, digits_checkpoint):
@@ -64,6 +76,8 @@ def test_a_model_openvino_cannot_read_is_a_skipped_row(tmp_path):
 def test_unsupported_precision_and_device_say_why():
     with pytest.raises(BackendUnavailable, match="not offered by the openvino backend"):
         OpenVINORunner(RunnerSpec("openvino", "onnx", "fp16", "cpu"), "x.onnx")
+    with pytest.raises(BackendUnavailable, match="int8 needs calibration inputs"):
+        OpenVINORunner(RunnerSpec("openvino", "onnx", "int8", "cpu"), "x.onnx")
     with pytest.raises(BackendUnavailable, match="CPU plugin; cuda is not offered"):
         OpenVINORunner(RunnerSpec("openvino", "onnx", "fp32", "cuda"), "x.onnx")
 

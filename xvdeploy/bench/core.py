@@ -449,7 +449,7 @@ def make_runners(cfg: BenchConfig, src: Sources, devices: list[str], batches: li
                                                             calibration=calibration)
                 elif backend == "openvino" and src.onnx is not None:
                     spec = RunnerSpec("openvino", "onnx-plugin" if src.plugin else "onnx", precision, device)
-                    yield spec, lambda spec=spec: OpenVINORunner(spec, src.onnx, cfg.threads)
+                    yield spec, lambda spec=spec: OpenVINORunner(spec, src.onnx, cfg.threads, calibration=calibration)
                 elif backend in TRT_BACKENDS and (src.onnx is not None or src.plan is not None):
                     spec = RunnerSpec(backend, "engine", precision, "cuda")
 

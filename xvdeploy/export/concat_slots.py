@@ -24,7 +24,7 @@ import numpy as np
 
 from xvdeploy._lazy import require
 from xvdeploy.export.census import wrap_pad_source
-from xvdeploy.export.onnxfile import add_initializer, graph_constants, node_attr
+from xvdeploy.export.onnxfile import add_initializer, drop_unused_initializers, graph_constants, node_attr
 
 
 def carry_x_through_product(proto) -> list[str]:
@@ -114,9 +114,7 @@ def _rewrite(graph, concat, t_pos: int, shift, repeat, mul, merged: list, consts
     keep = [n for n in keep if n.op_type != "Constant" or n.output[0] in used]  # weights held in Constant nodes
     del graph.node[:]
     graph.node.extend(keep)
-    inits = [i for i in graph.initializer if i.name in used]
-    del graph.initializer[:]
-    graph.initializer.extend(inits)
+    drop_unused_initializers(graph)
 
 
 def _set_weight(graph, node, index: int, value: np.ndarray) -> None:

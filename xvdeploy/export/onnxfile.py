@@ -148,6 +148,17 @@ def add_initializer(graph, base: str, value) -> str:
     return name
 
 
+def drop_unused_initializers(graph) -> int:
+    """Remove the initializers no node (or graph output) reads; returns how many went."""
+    used = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
+    keep = [i for i in graph.initializer if i.name in used]
+    removed = len(graph.initializer) - len(keep)
+    if removed:
+        del graph.initializer[:]
+        graph.initializer.extend(keep)
+    return removed
+
+
 class _NotOnnx(Exception):
     pass
 

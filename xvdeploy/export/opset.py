@@ -19,7 +19,7 @@ import numpy as np
 
 from xvdeploy._lazy import require
 from xvdeploy.errors import XVDeployError
-from xvdeploy.export.onnxfile import graph_constants, graph_dims, node_attr
+from xvdeploy.export.onnxfile import drop_unused_initializers, graph_constants, graph_dims, node_attr
 
 #: Reduce operators whose ``axes`` moved from an attribute to an input at opset 18
 _REDUCE_18 = ("ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2", "ReduceLogSum",
@@ -89,6 +89,7 @@ def downgrade(proto, target: int) -> list[str]:
         changed[node.op_type] = changed.get(node.op_type, 0) + 1
     del graph.node[:]
     graph.node.extend(new_nodes)
+    drop_unused_initializers(graph)  # e.g. the axes inputs that became attributes
     for o in proto.opset_import:
         if o.domain in ("", "ai.onnx"):
             o.version = target
