@@ -345,6 +345,30 @@ def test_an_onnx_file_without_a_known_model_is_compared_with_itself_and_says_so(
     assert "SELF" in result.output and "1 compared with the reference itself" in result.output
 
 
+def test_reference_gives_the_checkpoint_an_onnx_file_came_from(tmp_path):
+    """A user's own weights: the file alone is compared with itself (SELF); --reference their checkpoint is a real
+    check (PASS), and --reference the wrong weights (the shipped ones) FAILs — the reference is really used."""
+    from xvdeploy import load_checkpoint, save_checkpoint, zoo
+
+    mine = load_checkpoint(zoo.pretrained("xv_digits"))
+    with torch.no_grad():
+        for p in mine.parameters():
+            p.mul_(1.1)  # "retrained": not the shipped weights
+    save_checkpoint(mine, tmp_path / "mine.safetensors", arch="xv_digits")
+    path = tmp_path / "mine.onnx"
+    assert invoke("export", tmp_path / "mine.safetensors", "-o", path, "--no-compare", "--quiet").exit_code == 0
+    common = ("--backends", "onnxruntime", "--iters", "2", "--quiet", "--batch", "64")
+    alone = invoke("bench", path, *common)
+    assert alone.exit_code == 0 and "SELF" in alone.output and "--reference CHECKPOINT" in alone.output, alone.output
+    given = invoke("bench", path, *common, "--reference", tmp_path / "mine.safetensors")
+    assert given.exit_code == 0, given.output
+    assert "given by --reference" in given.output and "SELF" not in given.output and "1 passed" in given.output
+    wrong = invoke("bench", path, *common, "--reference", "xv_digits")
+    assert wrong.exit_code == 1 and "FAIL" in wrong.output, wrong.output
+    assert_one_line_error(invoke("bench", tmp_path / "mine.safetensors", "--reference", "xv_digits", "--iters", "1"),
+                          "--reference gives the PyTorch model of an ONNX file or engine")
+
+
 def test_non_float_weights_do_not_pass(tmp_path):
     from safetensors.torch import save_file
 

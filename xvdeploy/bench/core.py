@@ -89,6 +89,7 @@ class BenchConfig:
     pssa_plugin: bool = False
     engine: Path | None = None  # a prebuilt engine of the model, run by its flavour's backend
     calibration: str | None = None  # int8: calibration data (see xvdeploy.quant.calibration); None: see calibration_data
+    reference: str | None = None  # the PyTorch model of an ONNX / engine MODEL (checkpoint or zoo name; --arch etc.)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -139,6 +140,9 @@ class BenchConfig:
             raise XVDeployError(f"unknown --data {self.data!r}; expected random, digits or images:DIR")
         if self.data == "images" and (self.images_dir is None or not Path(self.images_dir).is_dir()):
             raise XVDeployError(f"--data images needs an existing folder: --data images:DIR (got {self.images_dir})")
+        if self.reference is not None and Path(self.model or "").suffix not in (".onnx", *PLAN_SUFFIXES):
+            raise XVDeployError(f"--reference gives the PyTorch model of an ONNX file or engine; MODEL "
+                                f"{self.model or '(the shipped digits model)'} is a checkpoint, its own reference")
 
     def engine_source(self) -> tuple[Path, EngineRecord | None] | None:
         """``(plan, sidecar record or None)`` of ``--engine``, or of MODEL when it is an engine."""
@@ -253,7 +257,7 @@ def load_sources(cfg: BenchConfig, workdir: Path, need_onnx: bool) -> Sources:
         if not path.is_file():
             raise XVDeployError(f"{path}: no such file; expected an ONNX model")
         with step(f"reading {path.name}"):
-            return _onnx_sources(path.name, path)
+            return _onnx_sources(path.name, path, reference=_given_reference(cfg))
     if path.suffix in PLAN_SUFFIXES:
         if not path.is_file():
             raise XVDeployError(f"{path}: no such file; expected a TensorRT engine")
@@ -262,7 +266,7 @@ def load_sources(cfg: BenchConfig, workdir: Path, need_onnx: bool) -> Sources:
         if onnx is None:
             return Sources(path.name, plan=plan, plan_record=record)
         with step(f"reading {onnx.name}"):  # the reference: the ONNX file it was built from
-            return _onnx_sources(path.name, onnx, plan=plan, plan_record=record)
+            return _onnx_sources(path.name, onnx, plan=plan, plan_record=record, reference=_given_reference(cfg))
     with step(f"loading {cfg.model or 'the shipped digits model'}"):
         model, arch = load_model_source(source, cfg.arch, cfg.model_factory, cfg.state_key)
     sources = Sources(arch or path.name, is_digits=arch == "xv_digits",
@@ -321,13 +325,31 @@ def _check_engine_backends(backends: list[str] | None, plan: Path, record: Engin
                             f"{','.join(asked)} cannot run it: use --backends {plan_backend}")
 
 
-def _onnx_sources(name: str, onnx: Path, **extra) -> Sources:
-    """The :class:`Sources` of an ONNX file, with the model its metadata names as the reference where it can be
-    rebuilt (``xvdeploy.arch``, ``xvdeploy.weights``; see :func:`xvdeploy.loading.reference_model`)."""
+def _given_reference(cfg: BenchConfig) -> tuple[torch.nn.Module, str, str | None] | None:
+    """``(model, description, arch)`` of ``--reference`` (with --arch / --model / --state-key), or None."""
+    if cfg.reference is None:
+        return None
+    with step(f"loading the reference {cfg.reference}"):
+        model, arch = load_model_source(cfg.reference, cfg.arch, cfg.model_factory, cfg.state_key)
+    form = "training" if model_form(model) == "train" else "folded"
+    return model, f"float32 PyTorch {form} form (CPU) of {cfg.reference}, given by --reference", arch
+
+
+def _onnx_sources(name: str, onnx: Path, reference: tuple[torch.nn.Module, str, str | None] | None = None,
+                  **extra) -> Sources:
+    """The :class:`Sources` of an ONNX file, with ``reference`` (``--reference``) or else the model its metadata
+    names as the reference where it can be rebuilt (``xvdeploy.arch``, ``xvdeploy.weights``; see
+    :func:`xvdeploy.loading.reference_model`)."""
     info = _onnx_info(onnx)
     src = Sources(name, onnx=onnx, shape=info["shape"], plugin=info["plugin"], fixed_batch=info["fixed_batch"],
                   **extra)
     arch, weights = info["meta"].get(META_ARCH), info["meta"].get(META_WEIGHTS)
+    if reference is not None:
+        src.reference, src.reference_what, given_arch = reference
+        src.is_digits = (given_arch or arch) == "xv_digits"
+        if src.shape is None and (given_arch or arch) in zoo.names():
+            src.shape = zoo.input_shape(given_arch or arch)
+        return src
     rebuilt = reference_model(arch, weights) if arch else None
     if rebuilt is not None:
         src.reference, what = rebuilt
@@ -338,7 +360,8 @@ def _onnx_sources(name: str, onnx: Path, **extra) -> Sources:
     elif arch:
         src.notes.append(f"the file's xvdeploy.arch={arch!r} "
                          + ("is not a zoo architecture" if arch not in zoo.names() else
-                            "came with a user's weights, which bench cannot rebuild"))
+                            "came with a user's weights, which bench cannot rebuild: give them with "
+                            "--reference CHECKPOINT"))
     return src
 
 
@@ -589,7 +612,7 @@ def _reference(src: Sources, shape: tuple[int, int, int]) -> tuple[Callable[[np.
         name = session.get_inputs()[0].name
         what = ("the ONNX file itself in onnxruntime CPU fp32: no PyTorch model is known for it (its metadata names "
                 "none bench can rebuild), so the onnxruntime CPU fp32 row compares the file with itself and proves "
-                "nothing (status SELF); bench the checkpoint it came from for a real parity check")
+                "nothing (status SELF); give the checkpoint it came from with --reference for a real parity check")
         return (lambda x: session.run(None, {name: x})[0]), what, \
             ("onnxruntime", "onnx-plugin" if src.plugin else "onnx", "fp32", "cpu")
     raise XVDeployError("an engine alone has no reference (its sidecar names no ONNX file that is still there "

@@ -69,6 +69,10 @@ def _amount(text: str, what: str) -> tuple[int | None, float | None]:
 @click.option("--pssa-plugin", is_flag=True, help="Export with the custom PSSA node (onnxruntime-extensions op).")
 @click.option("--engine", type=click.Path(path_type=Path, dir_okay=False), default=None, metavar="ENGINE",
               help="A prebuilt engine of MODEL ('xvdeploy build'), run by its flavour's backend.")
+@click.option("--reference", default=None, metavar="CHECKPOINT|ZOO",
+              help="The PyTorch model an ONNX or engine MODEL was exported from, to check parity against (--arch, "
+                   "--model and --state-key apply to it) [default: the model its metadata names, if bench can "
+                   "rebuild it].")
 @click.option("--json", "json_path", type=click.Path(path_type=Path, dir_okay=False), default=None, help="Write JSON.")
 @click.option("--markdown", "md_path", type=click.Path(path_type=Path, dir_okay=False), default=None, help="Write Markdown.")
 @click.option("--plot", "plot_path", type=click.Path(path_type=Path, dir_okay=False), default=None, help="Write a PNG plot.")
@@ -78,8 +82,8 @@ def _amount(text: str, what: str) -> tuple[int | None, float | None]:
 @model_option
 @state_key_option
 def bench(model, backends, batches, input_shape, precisions, devices, warmup, iters, duration, seed, data, calibration,
-          use_compile, cuda_graphs, threads, pssa_plugin, engine, json_path, md_path, plot_path, quiet, overwrite, arch,
-          model_factory, state_key) -> None:
+          use_compile, cuda_graphs, threads, pssa_plugin, engine, reference, json_path, md_path, plot_path, quiet,
+          overwrite, arch, model_factory, state_key) -> None:
     """Check numeric parity and measure latency of MODEL on every form and backend.
 
     MODEL is a checkpoint, an ONNX file, an engine (its reference: the ONNX
@@ -101,7 +105,8 @@ def bench(model, backends, batches, input_shape, precisions, devices, warmup, it
     from xvdeploy.errors import ParityError, XVDeployError
     from xvdeploy.progress import reporting
 
-    checked_outputs(overwrite, (existing_path(model),), (json_path, (".json",)), (md_path, (".md", ".markdown")),
+    checked_outputs(overwrite, (existing_path(model), existing_path(reference)), (json_path, (".json",)),
+                    (md_path, (".md", ".markdown")),
                     (plot_path, (".png", ".svg", ".pdf")))
     if plot_path is not None:
         from xvdeploy._lazy import require
@@ -130,7 +135,7 @@ def bench(model, backends, batches, input_shape, precisions, devices, warmup, it
                       warmup=warm_iters, warmup_s=warm_s, iters=iters, duration_s=duration, seed=seed,
                       data=kind, images_dir=images, compile=use_compile, cuda_graphs=cuda_graphs, threads=threads,
                       arch=arch, model_factory=model_factory, state_key=state_key, pssa_plugin=pssa_plugin,
-                      engine=engine, calibration=calibration)
+                      engine=engine, calibration=calibration, reference=reference)
     with reporting(not quiet):
         result = run_bench(cfg, command=click.get_current_context().meta.get("xvdeploy.argv"))
     click.echo(report_mod.text(result))
