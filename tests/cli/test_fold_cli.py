@@ -75,6 +75,15 @@ def _bad_safetensors(tmp_path, name, mutate):
     return path
 
 
+#: --model factories that misbehave -> (the factory, what the one error line says)
+FACTORIES = {
+    "unknown-factory": ("no_such_pkg.mod:build", ["cannot import 'no_such_pkg.mod'"]),
+    "failing-factory": ("tests.cli.failing_factory:build", ["the factory failed", "ZeroDivisionError"]),
+    "exiting-factory": ("tests.cli.exiting_factory:build", ["the factory called sys.exit(0)"]),
+    "argv-factory": ("tests.cli.argv_factory:build", ["importing 'tests.cli.argv_factory' called sys.exit(2)"]),
+}
+
+
 def _case(tmp_path, digits_checkpoint, kind):
     if kind == "missing":
         return tmp_path / "nope.safetensors", ["nope.safetensors", "no such file"], []
@@ -109,22 +118,11 @@ def _case(tmp_path, digits_checkpoint, kind):
     if kind == "inf":
         return _bad_safetensors(tmp_path, "i.safetensors", lambda s: s["fc.bias"].fill_(float("inf"))), \
             ["'fc.bias' contains Inf"], []
-    if kind == "unknown-factory":
+    if kind in FACTORIES:  # a plain state dict and a --model factory that misbehaves
         p = tmp_path / "sd.pt"
         torch.save(zoo.create("xv_digits").state_dict(), p)
-        return p, ["cannot import 'no_such_pkg.mod'"], ["--model", "no_such_pkg.mod:build"]
-    if kind == "failing-factory":
-        p = tmp_path / "sd.pt"
-        torch.save(zoo.create("xv_digits").state_dict(), p)
-        return p, ["the factory failed", "ZeroDivisionError"], ["--model", "tests.cli.failing_factory:build"]
-    if kind == "exiting-factory":
-        p = tmp_path / "sd.pt"
-        torch.save(zoo.create("xv_digits").state_dict(), p)
-        return p, ["the factory called sys.exit(0)"], ["--model", "tests.cli.exiting_factory:build"]
-    if kind == "argv-factory":
-        p = tmp_path / "sd.pt"
-        torch.save(zoo.create("xv_digits").state_dict(), p)
-        return p, ["importing 'tests.cli.argv_factory' called sys.exit(2)"], ["--model", "tests.cli.argv_factory:build"]
+        factory, messages = FACTORIES[kind]
+        return p, messages, ["--model", factory]
     if kind == "int-weights":
         return _bad_safetensors(tmp_path, "int.safetensors", lambda s: s.update({"fc.weight": s["fc.weight"].long()})), \
             ["'fc.weight' is int64 in the file", "expected floating-point weights"], []
