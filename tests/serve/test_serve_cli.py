@@ -1,10 +1,12 @@
 """``xvdeploy serve``: input errors come before Ray starts (exit 2, one line), and the deployment plan."""
 from __future__ import annotations
 
+import dataclasses
 import socket
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -36,6 +38,17 @@ def test_bad_requests_are_refused_before_ray_starts(tmp_path, make_net):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         one_line_error([net, "--port", s.getsockname()[1]], "is in use")
+    one_line_error([net, "--runtime", "openvino", "--device", "cuda"], "use --device cpu")
+
+
+def test_a_model_openvino_cannot_read_is_one_line_before_ray_starts(tmp_path):
+    """The Pad(mode=wrap) export (--opset 19), which OpenVINO refuses: said before any replica is started."""
+    pytest.importorskip("openvino", reason="the openvino extra is not installed (pip install 'xvdeploy[openvino]')")
+    from xvdeploy import XVolution, export_onnx
+
+    path = tmp_path / "pad.onnx"
+    export_onnx(XVolution(2, 2).eval().fold(), path, (1, 2, 6, 6), opset=19, check=False, compare_plain=False)
+    one_line_error([path, "--runtime", "openvino"], "OpenVINO cannot read it", "wrap", "--runtime onnxruntime")
 
 
 def test_missing_ray_names_the_extra(make_net):
@@ -62,3 +75,32 @@ def test_deployment_options():
     with pytest.raises(XVDeployError, match="0 GPUs"):
         deployment_options(ServeOptions(device="cuda"), cluster_cpus=2, cluster_gpus=0)
     assert parse_replicas("auto") is None and parse_replicas("3") == 3
+
+
+def test_an_openvino_replica_answers_like_onnxruntime(digits_export):
+    """The replica class itself (outside Ray): OpenVINO's CPU plugin at fp32 behind the same batching code, against
+    an onnxruntime replica on the same stacked requests of two sizes; /metadata names the runtime."""
+    pytest.importorskip("openvino", reason="the openvino extra is not installed (pip install 'xvdeploy[openvino]')")
+    from xvdeploy.export.onnxfile import read_header
+    from xvdeploy.serve.app import ModelServer, model_info
+
+    path = digits_export[0]
+    replicas = {}
+    for runtime in ("onnxruntime", "openvino"):
+        options = ServeOptions(runtime=runtime, threads=1)
+        replicas[runtime] = ModelServer(path.read_bytes(), model_info(path, read_header(path), options),
+                                        dataclasses.asdict(options))
+    assert replicas["openvino"].info["backend"] == "openvino"
+    rng = np.random.default_rng(0)
+    xs = [rng.standard_normal(shape, dtype=np.float32) for shape in ((2, 1, 8, 8), (1, 1, 8, 8), (3, 1, 12, 10))]
+    ours, ref = replicas["openvino"].infer_batch(xs), replicas["onnxruntime"].infer_batch(xs)
+    for y, r in zip(ours, ref):
+        assert y.shape == r.shape and np.abs(y - r).max() <= 1e-5 * np.abs(r).max()  # fp32, not bf16 (~3e-3)
+    assert replicas["openvino"].counts == {"requests": 3, "samples": 6, "runs": 2}  # one run per sample shape
+
+
+def test_openvino_replicas_are_cpu_only_and_named_runtimes():
+    with pytest.raises(XVDeployError, match="runs OpenVINO's CPU plugin; use --device cpu"):
+        ServeOptions(runtime="openvino", device="cuda").validate()
+    with pytest.raises(XVDeployError, match="expected one of onnxruntime, openvino"):
+        ServeOptions(runtime="tflite").validate()

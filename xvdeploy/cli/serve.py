@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from xvdeploy.serve.options import DEFAULT_PORT, DEVICES, PROXY_LOCATIONS, ServeOptions, parse_replicas
+from xvdeploy.serve.options import DEFAULT_PORT, DEVICES, PROXY_LOCATIONS, RUNTIMES, ServeOptions, parse_replicas
 
 
 @click.command("serve")
@@ -21,8 +21,11 @@ from xvdeploy.serve.options import DEFAULT_PORT, DEVICES, PROXY_LOCATIONS, Serve
               help="Most samples per dynamic batch and per request (1: no batching).")
 @click.option("--batch-wait-ms", type=click.FloatRange(0, 10_000), default=5.0,
               help="How long a batch waits to fill up (milliseconds).")
+@click.option("--runtime", type=click.Choice(RUNTIMES), default="onnxruntime",
+              help="What runs the model in every replica: onnxruntime, or OpenVINO's CPU plugin (fp32; the openvino "
+                   "extra).")
 @click.option("--device", type=click.Choice(DEVICES), default="cpu",
-              help="onnxruntime's CPU or CUDA provider in every replica.")
+              help="onnxruntime's CPU or CUDA provider in every replica (OpenVINO: cpu).")
 @click.option("--cpus-per-replica", type=click.FloatRange(min=0, min_open=True), default=1.0)
 @click.option("--gpus-per-replica", type=click.FloatRange(min=0, min_open=True), default=1.0,
               help="With --device cuda (fractions share a GPU).")
@@ -39,7 +42,7 @@ from xvdeploy.serve.options import DEFAULT_PORT, DEVICES, PROXY_LOCATIONS, Serve
                    "starting a local one.")
 @click.option("--verbose", is_flag=True, help="Show Ray's and the replicas' logs.")
 def serve(model: Path, port: int, replicas: str, max_replicas: int | None, max_batch: int, batch_wait_ms: float,
-          device: str, cpus_per_replica: float, gpus_per_replica: float, threads: int | None,
+          runtime: str, device: str, cpus_per_replica: float, gpus_per_replica: float, threads: int | None,
           max_request_mb: float, name: str | None, route_prefix: str, proxy_location: str, address: str | None,
           verbose: bool) -> None:
     """Serve MODEL (an ONNX file) over HTTP with Ray Serve: dynamic batching, replicas, a health route.
@@ -54,7 +57,8 @@ def serve(model: Path, port: int, replicas: str, max_replicas: int | None, max_b
     options = ServeOptions(replicas=parse_replicas(replicas), max_replicas=max_replicas, max_batch=max_batch,
                            batch_wait_ms=batch_wait_ms, device=device, cpus_per_replica=cpus_per_replica,
                            gpus_per_replica=gpus_per_replica, threads=threads, max_request_mb=max_request_mb,
-                           port=port, name=name, route_prefix=route_prefix, proxy_location=proxy_location)
+                           port=port, name=name, route_prefix=route_prefix, proxy_location=proxy_location,
+                           runtime=runtime)
     click.echo(f"starting Ray Serve for {model} ({'a local Ray instance' if address is None else address}) …",
                err=True)
     server = start(model, options, address=address, verbose=verbose)
@@ -65,7 +69,7 @@ def serve(model: Path, port: int, replicas: str, max_replicas: int | None, max_b
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         count = "autoscaling 1.." + str(max_replicas or "cluster") if options.replicas is None else str(options.replicas)
-        click.echo(f"serving {model} as '{server.name}': {count} replica(s), {device}, max batch "
+        click.echo(f"serving {model} as '{server.name}': {count} replica(s), {runtime} on {device}, max batch "
                    f"{server.info['max_batch']}, batch wait {batch_wait_ms:g} ms")
         click.echo(f"  POST {server.predict_url}   (application/x-npy or application/json)")
         click.echo(f"  GET  {server.url}healthz   GET  {server.url}metadata")

@@ -27,6 +27,7 @@ import os
 import socket
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -38,6 +39,7 @@ from xvdeploy._version import __version__
 from xvdeploy.errors import XVDeployError, first_line
 from xvdeploy.export.onnxfile import (OnnxHeader, device_providers, device_unavailable, ort_session, provider_problem,
                                       read_header)
+from xvdeploy.export.runtimes import complaint, openvino_compile
 from xvdeploy.fileio import write_bytes_atomic
 from xvdeploy.serve.options import ServeOptions
 from xvdeploy.serve.wire import JSON, InputRule, RequestError, decode_request, encode_response, error_body
@@ -54,8 +56,25 @@ def _samples(items: list) -> int:
     return sum(len(x) for x in items)
 
 
+class _OpenVINOSession:
+    """OpenVINO's CPU plugin behind onnxruntime's ``run`` call: fp32 (``INFERENCE_PRECISION_HINT=f32``: on CPUs
+    with AMX or AVX-512 BF16 its default is bf16), dynamic shapes kept, one inference at a time per replica (a
+    compiled model's own infer request is not for concurrent calls)."""
+
+    def __init__(self, path: Path, threads: int) -> None:
+        self.compiled, _ = openvino_compile(path, "fp32", config={"INFERENCE_NUM_THREADS": threads})
+        self.output = self.compiled.outputs[0]
+        self.lock = threading.Lock()
+
+    def run(self, _names, feeds: dict) -> list:
+        (x,) = feeds.values()
+        with self.lock:
+            return [self.compiled(x)[self.output]]
+
+
 class ModelServer:
-    """One Ray Serve replica: an onnxruntime session behind ``@serve.batch`` (wrapped by :func:`build_app`)."""
+    """One Ray Serve replica: an onnxruntime session (or OpenVINO) behind ``@serve.batch`` (wrapped by
+    :func:`build_app`)."""
 
     def __init__(self, model_bytes: bytes, info: dict, options: dict) -> None:
         serve = require("ray.serve", "xvdeploy serve")
@@ -65,13 +84,17 @@ class ModelServer:
         path = Path(self._tmp.name) / "model.onnx"
         write_bytes_atomic(path, model_bytes)
         threads = self.options.threads or max(1, int(round(self.options.cpus_per_replica)))
-        self.session = ort_session(path, device_providers(self.options.device), threads=threads)
-        problem = provider_problem(self.session, self.options.device)
-        if problem:
-            raise RuntimeError(problem)
-        self.input_name = self.session.get_inputs()[0].name
-        self.output_name = self.session.get_outputs()[0].name
         self.rule = InputRule(**info["rule"])
+        if self.options.runtime == "openvino":
+            self.session = _OpenVINOSession(path, threads)
+            self.input_name, self.output_name = self.rule.name, None
+        else:
+            self.session = ort_session(path, device_providers(self.options.device), threads=threads)
+            problem = provider_problem(self.session, self.options.device)
+            if problem:
+                raise RuntimeError(problem)
+            self.input_name = self.session.get_inputs()[0].name
+            self.output_name = self.session.get_outputs()[0].name
         self.info = dict(info)
         try:
             replica_id = serve.get_replica_context().replica_id.unique_id
@@ -119,7 +142,7 @@ class ModelServer:
     def check_health(self) -> None:
         """Ray Serve's health probe: a replica whose session is gone is restarted."""
         if getattr(self, "session", None) is None:
-            raise RuntimeError("the onnxruntime session is not loaded")
+            raise RuntimeError(f"the {self.options.runtime} session is not loaded")
 
     async def __call__(self, request):
         from starlette.responses import Response
@@ -190,7 +213,7 @@ def model_info(model_path: Path, header: OnnxHeader, options: ServeOptions) -> d
         "outputs": [{"name": n, "type": type_name(header.output_types[n]), "dims": list(d)}
                     for n, d in header.outputs.items()],
         "example_shape": "x".join(map(str, example)) if example else None,
-        "backend": "onnxruntime",
+        "backend": options.runtime,
         "device": options.device,
         "max_batch": max_batch,
         "batch_wait_ms": options.batch_wait_ms,
@@ -266,9 +289,16 @@ def start(model: str | os.PathLike, options: ServeOptions = ServeOptions(), addr
     model = Path(model)
     options.validate()
     if model.suffix.lower() != ".onnx":
-        raise XVDeployError(f"{model}: xvdeploy serve runs ONNX files (onnxruntime); expected a .onnx file such as "
+        raise XVDeployError(f"{model}: xvdeploy serve runs ONNX files (onnxruntime or OpenVINO); expected a .onnx file such as "
                             "'xvdeploy export' writes")
     info = model_info(model, read_header(model), options)
+    if options.runtime == "openvino":  # before Ray starts: a model OpenVINO cannot read is one line
+        ov = require("openvino", "xvdeploy serve --runtime openvino")
+        try:
+            ov.Core().read_model(str(model))
+        except Exception as exc:  # OpenVINO's own RuntimeError subclasses
+            raise XVDeployError(f"{model}: OpenVINO cannot read it ({complaint(str(exc))}); serve it with --runtime "
+                                "onnxruntime, or export it portable (the default, opset 17)") from None
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage report leaves the machine
     if address is None and "ray" not in sys.modules:
         # A local instance talks over loopback: Ray otherwise registers the node under its outward address

@@ -12,6 +12,7 @@ from xvdeploy.errors import XVDeployError
 DEFAULT_PORT = 8000
 DEVICES = ("cpu", "cuda")
 PROXY_LOCATIONS = ("EveryNode", "HeadOnly")
+RUNTIMES = ("onnxruntime", "openvino")  # what runs the model in each replica
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,7 @@ class ServeOptions:
     name: str | None = None  # Ray Serve application name; default: the file's stem
     route_prefix: str = "/"  # where the application's routes start (several applications share the port)
     proxy_location: str = "EveryNode"  # Ray Serve HTTP proxies: on every node, or on the head node only
+    runtime: str = "onnxruntime"  # or "openvino": OpenVINO's CPU plugin, fp32 (INFERENCE_PRECISION_HINT=f32)
 
     def validate(self) -> None:
         if self.replicas is not None and self.replicas < 1:
@@ -53,6 +55,11 @@ class ServeOptions:
             raise XVDeployError(f"--port must be 1 to 65535, got {self.port}")
         if not self.route_prefix.startswith("/"):
             raise XVDeployError(f"--route-prefix must start with '/', got {self.route_prefix!r}")
+        if self.runtime not in RUNTIMES:
+            raise XVDeployError(f"--runtime {self.runtime!r}: expected one of {', '.join(RUNTIMES)}")
+        if self.runtime == "openvino" and self.device != "cpu":
+            raise XVDeployError("--runtime openvino runs OpenVINO's CPU plugin; use --device cpu (or onnxruntime's "
+                                "CUDA provider with --runtime onnxruntime)")
         if self.proxy_location not in PROXY_LOCATIONS:
             raise XVDeployError(f"--proxy-location {self.proxy_location!r}: expected one of {', '.join(PROXY_LOCATIONS)}")
 
