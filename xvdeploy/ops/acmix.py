@@ -268,11 +268,14 @@ class ACmixFolded(FoldedOp):
         y = self.stem(x)
         kv = self.windows(y[:, :2 * c])  # (b, 2c, k_att², h_out, w_out)
         h_out, w_out = kv.shape[-2], kv.shape[-1]
-        kv = kv.reshape(b, 2, heads, hd, kk, h_out, w_out)
-        q = y[:, 2 * c:3 * c, ::s, ::s].reshape(b, heads, hd, 1, h_out, w_out)
-        key = kv[:, 0]
+        # Heads are merged into the batch and H, W stay the last two axes of every rank-5 tensor, so each
+        # exported Reshape target is a constant (0 = copy H or W at the same position, -1 = the batch):
+        # converters that do not follow Shape reads (onnx2tf) take the dynamic graph too.
+        key = kv[:, :c].reshape(b * heads, hd, kk, h_out, w_out)
+        value = kv[:, c:].reshape(b * heads, hd, kk, h_out, w_out)
+        q = y[:, 2 * c:3 * c, ::s, ::s].unsqueeze(2).reshape(b * heads, hd, 1, h_out, w_out)
         if self.kernel_att > 1:  # with a 1×1 window the position term is exactly zero
             key = key + self.position(h, w, x)
-        att = (q * key).sum(2).softmax(dim=2)  # (b, head, k_att², h_out, w_out)
-        out_att = (att.unsqueeze(2) * kv[:, 1]).sum(3).reshape(b, c, h_out, w_out)
+        att = (q * key).sum(1).softmax(dim=1)  # (b·head, k_att², h_out, w_out)
+        out_att = (att.unsqueeze(1) * value).sum(2).reshape(b, c, h_out, w_out)
         return out_att + self.dep_conv(y[:, 3 * c:])
