@@ -90,8 +90,9 @@ def test_xvolution_sa_block_exports_with_matmul_softmax(tmp_path):
     assert {"MatMul", "Softmax"} <= ops
 
 
-def test_acmix_block_exports_without_col2im(tmp_path):
-    block = randomize_bn(ACmix(8, 8, kernel_att=5, head=2)).fold()
+@pytest.mark.parametrize("stride", [1, 2])
+def test_acmix_block_exports_without_col2im(tmp_path, stride):
+    block = randomize_bn(ACmix(8, 8, kernel_att=5, head=2, stride=stride)).fold()
     proto, report = _block_parity(block, (1, 8, 7, 8), tmp_path)
     assert report.standard_only and not {"Col2Im", "Im2Col"} & {n.op_type for n in proto.graph.node}
     # dynamic batch, H and W, yet every Reshape target is a constant (heads in the batch, H and W kept last):

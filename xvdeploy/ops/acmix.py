@@ -273,7 +273,9 @@ class ACmixFolded(FoldedOp):
         # converters that do not follow Shape reads (onnx2tf) take the dynamic graph too.
         key = kv[:, :c].reshape(b * heads, hd, kk, h_out, w_out)
         value = kv[:, c:].reshape(b * heads, hd, kk, h_out, w_out)
-        q = y[:, 2 * c:3 * c, ::s, ::s].unsqueeze(2).reshape(b * heads, hd, 1, h_out, w_out)
+        # the stride after the unsqueeze: onnx2tf merges a channel Slice with the strided H and W Slices that
+        # follow it into one TensorFlow slice that came out empty (0 elements)
+        q = y[:, 2 * c:3 * c].unsqueeze(2)[..., ::s, ::s].reshape(b * heads, hd, 1, h_out, w_out)
         if self.kernel_att > 1:  # with a 1×1 window the position term is exactly zero
             key = key + self.position(h, w, x)
         att = (q * key).sum(1).softmax(dim=1)  # (b·head, k_att², h_out, w_out)
