@@ -188,22 +188,25 @@ def _prepare(workdir: Path, inputs: Path) -> None:
         (workdir / name).write_bytes(b"an earlier result")
 
 
-@_bounded(40)
-@given(args=bench_args())
-def test_fuzz_bench_options(inputs, args, tmp_path_factory, monkeypatch):
-    workdir = tmp_path_factory.mktemp("bench")
+def _options_case(kind: str, inputs, args, tmp_path_factory, monkeypatch) -> Path:
+    """One example in a folder of its own holding the inputs; returns the folder."""
+    workdir = tmp_path_factory.mktemp(kind)
     _prepare(workdir, inputs)
     monkeypatch.chdir(workdir)
     _run_case(args, workdir, _expected(args))
+    return workdir
+
+
+@_bounded(40)
+@given(args=bench_args())
+def test_fuzz_bench_options(inputs, args, tmp_path_factory, monkeypatch):
+    _options_case("bench", inputs, args, tmp_path_factory, monkeypatch)
 
 
 @_bounded(40)
 @given(args=fold_export_args())
 def test_fuzz_fold_and_export_options(inputs, args, tmp_path_factory, monkeypatch):
-    workdir = tmp_path_factory.mktemp("fold")
-    _prepare(workdir, inputs)
-    monkeypatch.chdir(workdir)
-    _run_case(args, workdir, _expected(args))
+    workdir = _options_case("fold", inputs, args, tmp_path_factory, monkeypatch)
     assert (workdir / "exists.onnx").read_bytes() == b"an earlier result" or "--overwrite" in args
 
 
