@@ -59,3 +59,16 @@ def test_sum_mode_and_unmerged_blocks_are_left_alone(kwargs, tmp_path):
     _, proto = _export(block, tmp_path, 19)
     before = [(n.op_type, list(n.input)) for n in proto.graph.node]
     assert carry_x_through_product(proto) == [] and [(n.op_type, list(n.input)) for n in proto.graph.node] == before
+
+
+def test_every_block_of_a_network_is_rewritten(tmp_path):
+    """Two "concat"-mode blocks in one graph (found in one pass, their Concats removed together)."""
+    net = torch.nn.Sequential(randomize_bn(XVolution(8, 8, mode="concat")).fold(),
+                              randomize_bn(XVolution(8, 8, mode="concat", distance=2)).fold()).eval()
+    path, proto = _export(net, tmp_path, 19)
+    ops = [n.op_type for n in proto.graph.node]
+    assert "Concat" not in ops and ops.count("Conv") == 6 and len(read_header(path).pssa_steps) == 2, ops
+    x = np.random.default_rng(4).standard_normal((2, 8, 9, 10), dtype=np.float32)
+    with torch.no_grad():
+        ref = net(torch.from_numpy(x))
+    assert rel_l2(torch.from_numpy(ort_session(path).run(None, {"input": x})[0]), ref) <= 1e-6

@@ -30,23 +30,31 @@ from xvdeploy.export.onnxfile import add_initializer, drop_unused_initializers, 
 def carry_x_through_product(proto) -> list[str]:
     """Rewrite every merged "concat"-mode block of ``proto`` in place; one note on what changed, or none."""
     graph = proto.graph
-    done = 0
-    while True:  # the graph changes under each rewrite: find the next block afresh
-        found = _next_block(graph)
-        if found is None:
-            break
-        _rewrite(graph, *found)
-        done += 1
-    return [f"{done} \"concat\"-mode block(s) carry X through the product (no Concat)"] if done else []
+    blocks = _blocks(graph)
+    for block in blocks:  # disjoint: each has its own Concat, Mul, shift and repeat convs, merged convs
+        _rewrite(graph, *block[1:])
+    if blocks:
+        drop = {id(b[0]) for b in blocks}  # the Concats, removed once every rewrite has run (removing
+        keep = [n for n in graph.node if id(n) not in drop]  # rebuilds graph.node, copying its nodes)
+        used = {i for n in keep for i in n.input} | {o.name for o in graph.output}
+        keep = [n for n in keep if n.op_type != "Constant" or n.output[0] in used]  # weights held in Constants
+        del graph.node[:]
+        graph.node.extend(keep)
+        drop_unused_initializers(graph)
+    return [f"{len(blocks)} \"concat\"-mode block(s) carry X through the product (no Concat)"] if blocks else []
 
 
-def _next_block(graph):
-    consts = graph_constants(graph)
+def _blocks(graph) -> list[tuple]:
+    """Every merged "concat"-mode block: ``(concat, t_pos, shift, repeat, mul, merged convs, constants)``.
+
+    The graph's constants are read only once a block's structure is found (most graphs have none)."""
+    consts = None
     producer = {o: n for n in graph.node for o in n.output}
     users: dict[str, list] = {}
     for n in graph.node:
         for i in n.input:
             users.setdefault(i, []).append(n)
+    found = []
     for concat in graph.node:
         if concat.op_type != "Concat" or node_attr(concat, "axis") != 1 or len(concat.input) != 2:
             continue
@@ -60,6 +68,7 @@ def _next_block(graph):
             repeat = next((c for c in convs if c is not shift and c.input[0] == x), None)
             if shift is None or repeat is None or len(shift.input) != 2 or len(repeat.input) != 2:
                 continue  # a bias already there: not the exported form
+            consts = graph_constants(graph) if consts is None else consts
             w, ones = consts.get(shift.input[1]), consts.get(repeat.input[1])
             group = node_attr(shift, "group", 1)
             if (w is None or ones is None or w.ndim != 4 or w.shape[1] != 1 or group < 1 or w.shape[0] % group
@@ -71,8 +80,9 @@ def _next_block(graph):
             if not merged or not all(m.op_type == "Conv" and m.input[0] == concat.output[0] and len(m.input) > 1
                                      and consts.get(m.input[1]) is not None for m in merged):
                 continue
-            return concat, t_pos, shift, repeat, mul, merged, consts
-    return None
+            found.append((concat, t_pos, shift, repeat, mul, merged, consts))
+            break
+    return found
 
 
 def _pads(node, producer: dict) -> str | None:
@@ -81,7 +91,7 @@ def _pads(node, producer: dict) -> str | None:
     return found[0] if found else None
 
 
-def _rewrite(graph, concat, t_pos: int, shift, repeat, mul, merged: list, consts: dict) -> None:
+def _rewrite(graph, t_pos: int, shift, repeat, mul, merged: list, consts: dict) -> None:
     w = consts[shift.input[1]]
     channels = int(node_attr(shift, "group"))
     taps = w.shape[0] // channels  # |S|
@@ -109,12 +119,6 @@ def _rewrite(graph, concat, t_pos: int, shift, repeat, mul, merged: list, consts
             if len(dims) > 1:
                 dims[1].Clear()
                 dims[1].dim_value = channels * slots
-    keep = [n for n in graph.node if n is not concat]
-    used = {i for n in keep for i in n.input} | {o.name for o in graph.output}
-    keep = [n for n in keep if n.op_type != "Constant" or n.output[0] in used]  # weights held in Constant nodes
-    del graph.node[:]
-    graph.node.extend(keep)
-    drop_unused_initializers(graph)
 
 
 def _set_weight(graph, node, index: int, value: np.ndarray) -> None:
