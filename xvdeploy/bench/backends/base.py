@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import abc
 import math
+import tempfile
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -45,6 +48,7 @@ class Runner(abc.ABC):
         self.spec = spec
         self.is_active = False
         self.timing: dict = {}
+        self._tmp: tempfile.TemporaryDirectory | None = None
 
     # -- lifecycle ----------------------------------------------------------------
     def activate(self) -> None:
@@ -67,6 +71,25 @@ class Runner(abc.ABC):
 
     def __exit__(self, *exc) -> None:
         self.deactivate()
+
+    def temporary_model(self, kind: str, write: Callable[[Path], None]) -> Path:
+        """The path of a converted copy of the model (fp16, int8, …) that ``write(path)`` writes into this
+        runner's temporary folder; :meth:`drop_temporary` (in ``deactivate_impl``) removes it, as does a
+        failing ``write``."""
+        self.drop_temporary()
+        self._tmp = tempfile.TemporaryDirectory(prefix=f"xvdeploy-{kind}-")
+        path = Path(self._tmp.name) / f"{kind}.onnx"
+        try:
+            write(path)
+        except BaseException:
+            self.drop_temporary()
+            raise
+        return path
+
+    def drop_temporary(self) -> None:
+        tmp, self._tmp = self._tmp, None
+        if tmp is not None:
+            tmp.cleanup()
 
     # -- work ---------------------------------------------------------------------
     def infer(self, x: np.ndarray) -> np.ndarray:

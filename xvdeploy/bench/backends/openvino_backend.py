@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import collections
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -74,15 +73,14 @@ class OpenVINORunner(Runner):
         self.onnx_path = Path(onnx_path)
         self.threads = threads
         self.calibration = calibration
-        self._tmp = None
 
     def activate_impl(self) -> None:
         config = {"INFERENCE_NUM_THREADS": int(self.threads)} if self.threads else None
         path, hint = self.onnx_path, self.spec.precision
         if self.spec.precision == "int8":
-            self._tmp = tempfile.TemporaryDirectory(prefix="xvdeploy-int8-")
-            path, hint = Path(self._tmp.name) / "int8.onnx", "fp32"  # what stays float runs in f32, not bf16
-            quantize_for_bench(self.onnx_path, path, self.calibration, INT8_ACTIVATIONS)
+            hint = "fp32"  # what stays float runs in f32, not bf16
+            path = self.temporary_model("int8", lambda p: quantize_for_bench(self.onnx_path, p, self.calibration,
+                                                                             INT8_ACTIVATIONS))
         try:
             self.compiled, self.ov = openvino_compile(path, hint, config=config)
         except Exception as exc:  # OpenVINO raises RuntimeError subclasses with its own message
@@ -115,6 +113,4 @@ class OpenVINORunner(Runner):
 
     def deactivate_impl(self) -> None:
         self.compiled = self.request = None
-        if self._tmp is not None:
-            self._tmp.cleanup()
-            self._tmp = None
+        self.drop_temporary()

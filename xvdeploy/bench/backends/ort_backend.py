@@ -10,7 +10,6 @@ provider here (docs/benchmarks.md): a ReLU between its Q/DQ pairs does not fuse.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -65,18 +64,14 @@ class OrtRunner(Runner):
 
     def activate_impl(self) -> None:
         path = self.onnx_path
-        self._tmp = None
         self.binding = self.x = None
         if self.spec.precision == "fp16":
             from xvdeploy.export.fp16 import convert_file_to_fp16
 
-            self._tmp = tempfile.TemporaryDirectory(prefix="xvdeploy-fp16-")
-            path = Path(self._tmp.name) / "fp16.onnx"
-            convert_file_to_fp16(self.onnx_path, path)
+            path = self.temporary_model("fp16", lambda p: convert_file_to_fp16(self.onnx_path, p))
         elif self.spec.precision == "int8":
-            self._tmp = tempfile.TemporaryDirectory(prefix="xvdeploy-int8-")
-            path = Path(self._tmp.name) / "int8.onnx"
-            quantize_for_bench(self.onnx_path, path, self.calibration, INT8_ACTIVATIONS)
+            path = self.temporary_model("int8", lambda p: quantize_for_bench(self.onnx_path, p, self.calibration,
+                                                                             INT8_ACTIVATIONS))
         self.session = ort_session(path, device_providers(self.spec.device), threads=self.threads, plugin=self.plugin)
         problem = provider_problem(self.session, self.spec.device)
         if problem:
@@ -111,5 +106,4 @@ class OrtRunner(Runner):
 
     def deactivate_impl(self) -> None:
         self.session = self.binding = self.x = None
-        if self._tmp is not None:
-            self._tmp.cleanup()
+        self.drop_temporary()
