@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import importlib.metadata
 import json
 import os
 import platform
@@ -56,21 +55,15 @@ def log(msg: str) -> None:
 
 
 def environment() -> dict:
-    from xvdeploy.bench.environment import cpu_model
+    from xvdeploy.bench.environment import cpu_model, versions
 
-    versions = {}
-    for name in PACKAGES:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = None
     try:
         load = os.getloadavg()[0]
     except OSError:
         load = None
     return {"date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "host": platform.node(),
             "os": platform.platform(), "python": platform.python_version(), "cpu": cpu_model(),
-            "cpu_count": os.cpu_count(), "load_1min_at_start": load, "versions": versions}
+            "cpu_count": os.cpu_count(), "load_1min_at_start": load, "versions": versions(PACKAGES)}
 
 
 def export_digits(folder: Path) -> Path:

@@ -83,3 +83,16 @@ def tiny_onnx(tmp_path):
     path = tmp_path / "tiny.onnx"
     onnx.save(conv_net(), str(path))
     return path
+
+
+@pytest.fixture(scope="session")
+def rtx():
+    """The TensorRT-RTX module, or a skip saying why it cannot build here (tests/trt and tests/plugins)."""
+    from xvdeploy.trt import availability
+
+    reason = availability("tensorrt-rtx", build=True)
+    if reason is not None:
+        pytest.skip(f"TensorRT-RTX cannot build here: {reason}")
+    import tensorrt_rtx
+
+    return tensorrt_rtx

@@ -270,18 +270,6 @@ def test_tensorrt_engine_with_the_plugin(mode, aot):
 # --------------------------------------------------------------------------- Python IPluginV3 on TensorRT-RTX
 
 
-@pytest.fixture(scope="module")
-def rtx():
-    from xvdeploy.trt import availability
-
-    reason = availability("tensorrt-rtx", build=True)
-    if reason is not None:
-        pytest.skip(f"TensorRT-RTX cannot build here: {reason}")
-    import tensorrt_rtx
-
-    return tensorrt_rtx
-
-
 def test_v3_creator_makes_and_serializes_the_plugin(rtx):
     """The creator reads the ONNX node's fields as the parser hands them (int32 arrays) and the plugin writes
     them back for the engine; real tensorrt_rtx objects."""

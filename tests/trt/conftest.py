@@ -46,19 +46,6 @@ def run_flavour(request) -> str:
     return request.param
 
 
-@pytest.fixture(scope="session")
-def rtx():
-    """The TensorRT-RTX module, or a skip saying why it cannot build here."""
-    from xvdeploy.trt import availability
-
-    reason = availability("tensorrt-rtx", build=True)
-    if reason is not None:
-        pytest.skip(f"TensorRT-RTX cannot build here: {reason}")
-    import tensorrt_rtx
-
-    return tensorrt_rtx
-
-
 # -- exported ONNX files, shared by the tests of this folder (an export costs seconds to a minute) ----------
 @pytest.fixture(scope="session")
 def exported(tmp_path_factory):

@@ -23,9 +23,10 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def versions() -> dict[str, str | None]:
+def versions(packages=PACKAGES) -> dict[str, str | None]:
+    """Installed version of each distribution in ``packages`` (None where it is not installed)."""
     out = {}
-    for name in PACKAGES:
+    for name in packages:
         try:
             out[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
